@@ -1,0 +1,74 @@
+//! Storage for `atr`: versioned FHIR resources kept as their JSON bytes, the search indexes beside
+//! them, and Group members as versioned rows.
+//!
+//! [`Store`] is the contract the server programs against. [`SqlStore`] implements it for two SQL
+//! dialects: SQLite (the embedded default, one file in WAL mode) and PostgreSQL (for several
+//! server instances). Both run the same statements through a thin dialect layer (`sql::db`) and
+//! have their own versioned migrations.
+//!
+//! This crate knows nothing of HTTP: it gets resources already validated and indexed by
+//! `atr-model`, and hands back bytes.
+
+mod error;
+mod query;
+mod sql;
+mod types;
+
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+
+pub use atr_model::ResourceType;
+pub use error::StoreError;
+pub use query::{Clause, Compare, SearchPage, SearchQuery, StringMode, TokenMatch};
+pub use sql::SqlStore;
+pub use types::{ResourceWrite, StoredResource, VersionInfo, WriteMode, WriteOutcome};
+
+/// Chunks of a Group's `member` array elements, comma-separated, without the brackets.
+pub type MemberStream = Pin<Box<dyn Stream<Item = Result<Bytes, StoreError>> + Send>>;
+
+/// Everything the Producer keeps.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates or updates one resource as a new version, in one transaction (for a Group: its
+    /// header and its member rows).
+    async fn write(&self, write: ResourceWrite) -> Result<WriteOutcome, StoreError>;
+
+    /// Deletes a resource (a new, deleted version). `Ok(None)` when there was nothing to delete.
+    async fn delete(&self, rtype: ResourceType, id: &str) -> Result<Option<VersionInfo>, StoreError>;
+
+    /// The current version (or `version`) of a resource, including deleted versions (the caller
+    /// answers 410 for those). `Ok(None)` when it never existed (or that version did not).
+    async fn read(
+        &self,
+        rtype: ResourceType,
+        id: &str,
+        version: Option<i64>,
+    ) -> Result<Option<StoredResource>, StoreError>;
+
+    /// Versions of one resource, newest first, at most `limit`, older than `before_version` when
+    /// given.
+    async fn history(
+        &self,
+        rtype: ResourceType,
+        id: &str,
+        before_version: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<StoredResource>, StoreError>;
+
+    /// Current, not deleted resources matching a query, ordered by id.
+    async fn search(&self, query: &SearchQuery) -> Result<SearchPage, StoreError>;
+
+    /// The members of Group `group_id` at `version`, as JSON elements, streamed in their order.
+    /// `derive_change_type` fills `changeType` for entries the Producer left without one.
+    fn stream_members(&self, group_id: &str, version: i64, derive_change_type: bool) -> MemberStream;
+
+    /// Writes many new resources at once (the bulk loader). Existing ids are replaced as new
+    /// versions. One transaction per call.
+    async fn load_batch(&self, batch: Vec<ResourceWrite>) -> Result<u64, StoreError>;
+
+    /// Which dialect this is, for logs and benchmarks.
+    fn dialect(&self) -> &'static str;
+}

@@ -1,0 +1,67 @@
+//! A search, as the server parsed it from the query string, in terms the stores can run.
+
+use atr_model::ResourceType;
+
+use crate::StoredResource;
+
+/// How a `string` parameter matches (FHIR: prefix by default, `:exact`, `:contains`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StringMode {
+    Prefix,
+    Exact,
+    Contains,
+}
+
+/// A date comparison on `_lastUpdated` (`eq` covers the whole range of the given precision).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compare {
+    Eq,
+    Ne,
+    Gt,
+    Ge,
+    Lt,
+    Le,
+}
+
+/// One alternative of a token parameter: `system|code`, `|code` (system `Some("")`), `code`
+/// (system `None`), `system|` (code `None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenMatch {
+    pub system: Option<String>,
+    pub code: Option<String>,
+}
+
+/// One condition; the alternatives inside a clause are OR-ed, clauses are AND-ed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Clause {
+    Token { param: &'static str, any_of: Vec<TokenMatch> },
+    /// `identifier:of-type=typeSystem|typeCode|value`.
+    OfType { param: &'static str, any_of: Vec<(String, String, String)> },
+    String { param: &'static str, mode: StringMode, any_of: Vec<String> },
+    /// Targets as `Type/id`.
+    Reference { param: &'static str, any_of: Vec<String> },
+    Id(Vec<String>),
+    /// `[start, end)` of the given date, compared per `Compare`.
+    LastUpdated { compare: Compare, start: i64, end: i64 },
+    /// Groups with a current member entry for one of these `Patient/id`.
+    Member(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchQuery {
+    pub rtype: ResourceType,
+    pub clauses: Vec<Clause>,
+    /// Page size; 0 asks for the total only.
+    pub count: u32,
+    /// Keyset paging: ids strictly after this one.
+    pub after_id: Option<String>,
+    pub with_total: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct SearchPage {
+    pub matches: Vec<StoredResource>,
+    pub total: Option<i64>,
+    /// True when more matches follow the last one.
+    pub has_more: bool,
+}

@@ -1,0 +1,379 @@
+//! [`SqlStore`]: the [`Store`] over SQLite or PostgreSQL.
+
+mod db;
+mod index_rows;
+mod members;
+mod migrate;
+mod postgres;
+mod search;
+mod sqlite;
+mod statement;
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use atr_model::ResourceType;
+use atr_model::instant::now_micros;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use self::db::{Arg, Col, Dialect, Pool, Row, Tx};
+use crate::{
+    MemberStream, ResourceWrite, SearchPage, SearchQuery, Store, StoreError, StoredResource, VersionInfo,
+    WriteMode, WriteOutcome,
+};
+
+/// The store over one SQL database.
+#[derive(Clone)]
+pub struct SqlStore {
+    pool: Pool,
+}
+
+impl SqlStore {
+    /// Opens the database at `url` (`sqlite://PATH`, `sqlite:PATH` or `postgres://…`) and brings
+    /// its schema up to date.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Self::open_postgres(url, None).await
+        } else if url.starts_with("sqlite:") {
+            Self::migrated(Pool::Sqlite(sqlite::connect(url).await?)).await
+        } else {
+            Err(StoreError::UnsupportedUrl(url.to_string()))
+        }
+    }
+
+    /// Opens (creating if needed) the SQLite file at `path`.
+    pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
+        Self::migrated(Pool::Sqlite(sqlite::connect_file(path).await?)).await
+    }
+
+    /// Opens PostgreSQL; with `schema`, in that schema (created if absent): tests and benchmarks
+    /// use a fresh schema each.
+    pub async fn open_postgres(url: &str, schema: Option<&str>) -> Result<Self, StoreError> {
+        Self::migrated(Pool::Postgres(postgres::connect(url, schema).await?)).await
+    }
+
+    async fn migrated(pool: Pool) -> Result<Self, StoreError> {
+        let migrations = match pool.dialect() {
+            Dialect::Sqlite => sqlite::MIGRATIONS,
+            Dialect::Postgres => postgres::MIGRATIONS,
+        };
+        migrate::run(&pool, migrations).await?;
+        Ok(SqlStore { pool })
+    }
+
+    /// Closes the pool (tests drop schemas after this).
+    pub async fn close(&self) {
+        match &self.pool {
+            Pool::Sqlite(p) => p.close().await,
+            Pool::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+const RESOURCE_COLS: [Col; 5] = [Col::Int, Col::Int, Col::Bool, Col::OptInt, Col::Bytes];
+
+fn stored(rtype: ResourceType, id: String, mut row: Row) -> StoredResource {
+    StoredResource {
+        rtype,
+        id,
+        version: row.int(0),
+        last_updated: row.int(1),
+        deleted: row.bool(2),
+        member_count: row.opt_int(3),
+        body: Bytes::from(row.bytes(4)),
+    }
+}
+
+/// The current version of a resource, locked for the rest of the transaction where the dialect
+/// needs a lock (SQLite's `BEGIN IMMEDIATE` already serialises writers).
+async fn lock_current(tx: &mut Tx, rtype: ResourceType, id: &str) -> Result<Option<(i64, bool)>, StoreError> {
+    let sql = match tx.dialect() {
+        Dialect::Sqlite => "SELECT version, deleted FROM resource_version WHERE rtype = $1 AND id = $2 AND is_current",
+        Dialect::Postgres => {
+            "SELECT version, deleted FROM resource_version WHERE rtype = $1 AND id = $2 AND is_current FOR UPDATE"
+        }
+    };
+    let row = tx.fetch_optional(sql, &[rtype.as_str().into(), id.into()], &[Col::Int, Col::Bool]).await?;
+    Ok(row.map(|r| (r.int(0), r.bool(1))))
+}
+
+/// Maps a unique-key violation (a concurrent create of the same id) to `AlreadyExists`.
+fn conflict_as_exists(e: StoreError, rtype: ResourceType, id: &str) -> StoreError {
+    if let StoreError::Database(sqlx::Error::Database(db)) = &e {
+        if db.is_unique_violation() {
+            return StoreError::AlreadyExists { rtype: rtype.to_string(), id: id.to_string() };
+        }
+    }
+    e
+}
+
+/// Writes one resource inside `tx`: new version row, index rows, Group member rows.
+async fn write_in(tx: &mut Tx, w: ResourceWrite) -> Result<WriteOutcome, StoreError> {
+    let ResourceWrite { rtype, id, mut resource, index, members, mode, expected_version } = w;
+    let current = lock_current(tx, rtype, &id).await?;
+    if let (WriteMode::Create, Some((_, false))) = (mode, current) {
+        return Err(StoreError::AlreadyExists { rtype: rtype.to_string(), id });
+    }
+    if let Some(expected) = expected_version {
+        let now = current.filter(|(_, deleted)| !deleted).map_or(0, |(v, _)| v);
+        if now != expected {
+            return Err(StoreError::VersionConflict { rtype: rtype.to_string(), id, expected, current: now });
+        }
+    }
+    let version = current.map_or(1, |(v, _)| v + 1);
+    let last_updated = now_micros();
+    let member_count = match members {
+        Some(members) => {
+            let derive = atr_model::group::is_attribution_list(&resource);
+            let has_previous = current.is_some_and(|(_, deleted)| !deleted);
+            let count = members::write_roster(tx, &id, version, members, derive, has_previous).await?;
+            resource["quantity"] = count.into();
+            Some(count)
+        }
+        None => None,
+    };
+    atr_model::meta::stamp(&mut resource, &id, version, last_updated);
+    let body = serde_json::to_vec(&resource).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    if current.is_some() {
+        tx.execute(
+            "UPDATE resource_version SET is_current = FALSE WHERE rtype = $1 AND id = $2 AND is_current",
+            &[rtype.as_str().into(), id.as_str().into()],
+        )
+        .await?;
+        index_rows::delete_index(tx, rtype, std::slice::from_ref(&id)).await?;
+    }
+    tx.execute(
+        "INSERT INTO resource_version (rtype, id, version, last_updated, deleted, is_current, member_count, body) \
+         VALUES ($1, $2, $3, $4, FALSE, TRUE, $5, $6)",
+        &[
+            rtype.as_str().into(),
+            id.as_str().into(),
+            version.into(),
+            last_updated.into(),
+            member_count.into(),
+            Arg::Bytes(body.clone()),
+        ],
+    )
+    .await
+    .map_err(|e| conflict_as_exists(e, rtype, &id))?;
+    index_rows::insert_index(tx, rtype, &[(id.as_str(), &index)]).await?;
+    Ok(WriteOutcome { version, last_updated, created: current.is_none_or(|(_, d)| d), body: body.into(), member_count })
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn write(&self, write: ResourceWrite) -> Result<WriteOutcome, StoreError> {
+        let mut tx = self.pool.begin_write().await?;
+        let out = write_in(&mut tx, write).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn delete(&self, rtype: ResourceType, id: &str) -> Result<Option<VersionInfo>, StoreError> {
+        let mut tx = self.pool.begin_write().await?;
+        let Some((version, false)) = lock_current(&mut tx, rtype, id).await? else {
+            return Ok(None);
+        };
+        let version = version + 1;
+        let last_updated = now_micros();
+        tx.execute(
+            "UPDATE resource_version SET is_current = FALSE WHERE rtype = $1 AND id = $2 AND is_current",
+            &[rtype.as_str().into(), id.into()],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO resource_version (rtype, id, version, last_updated, deleted, is_current, member_count, body) \
+             VALUES ($1, $2, $3, $4, TRUE, TRUE, NULL, $5)",
+            &[rtype.as_str().into(), id.into(), version.into(), last_updated.into(), Arg::Bytes(Vec::new())],
+        )
+        .await?;
+        index_rows::delete_index(&mut tx, rtype, &[id.to_string()]).await?;
+        if rtype == ResourceType::Group {
+            members::end_all(&mut tx, id, version).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(VersionInfo { version, last_updated }))
+    }
+
+    async fn read(
+        &self,
+        rtype: ResourceType,
+        id: &str,
+        version: Option<i64>,
+    ) -> Result<Option<StoredResource>, StoreError> {
+        let head = "SELECT version, last_updated, deleted, member_count, body FROM resource_version WHERE rtype = $1 AND id = $2";
+        let row = match version {
+            None => {
+                self.pool
+                    .fetch_optional(&format!("{head} AND is_current"), &[rtype.as_str().into(), id.into()], &RESOURCE_COLS)
+                    .await?
+            }
+            Some(v) => {
+                self.pool
+                    .fetch_optional(
+                        &format!("{head} AND version = $3"),
+                        &[rtype.as_str().into(), id.into(), v.into()],
+                        &RESOURCE_COLS,
+                    )
+                    .await?
+            }
+        };
+        Ok(row.map(|r| stored(rtype, id.to_string(), r)))
+    }
+
+    async fn history(
+        &self,
+        rtype: ResourceType,
+        id: &str,
+        before_version: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<StoredResource>, StoreError> {
+        let rows = self
+            .pool
+            .fetch_all(
+                "SELECT version, last_updated, deleted, member_count, body FROM resource_version \
+                 WHERE rtype = $1 AND id = $2 AND version < $3 ORDER BY version DESC LIMIT $4",
+                &[
+                    rtype.as_str().into(),
+                    id.into(),
+                    before_version.unwrap_or(i64::MAX).into(),
+                    i64::from(limit).into(),
+                ],
+                &RESOURCE_COLS,
+            )
+            .await?;
+        Ok(rows.into_iter().map(|r| stored(rtype, id.to_string(), r)).collect())
+    }
+
+    async fn search(&self, query: &SearchQuery) -> Result<SearchPage, StoreError> {
+        let total = if query.with_total || query.count == 0 {
+            let st = search::count_statement(query);
+            let row = self.pool.fetch_optional(&st.sql, &st.args, &[Col::Int]).await?;
+            Some(row.map_or(0, |r| r.int(0)))
+        } else {
+            None
+        };
+        if query.count == 0 {
+            return Ok(SearchPage { matches: Vec::new(), total, has_more: false });
+        }
+        let st = search::page_statement(query);
+        let cols = [Col::Text, Col::Int, Col::Int, Col::Bool, Col::OptInt, Col::Bytes];
+        let mut rows = self.pool.fetch_all(&st.sql, &st.args, &cols).await?;
+        let has_more = rows.len() > query.count as usize;
+        rows.truncate(query.count as usize);
+        let matches = rows
+            .into_iter()
+            .map(|mut r| {
+                let id = r.text(0);
+                let rest = Row(r.0.split_off(1));
+                stored(query.rtype, id, rest)
+            })
+            .collect();
+        Ok(SearchPage { matches, total, has_more })
+    }
+
+    fn stream_members(&self, group_id: &str, version: i64, derive_change_type: bool) -> MemberStream {
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(members::stream(self.pool.clone(), group_id.to_string(), version, derive_change_type, tx));
+        Box::pin(ReceiverStream::new(rx))
+    }
+
+    async fn load_batch(&self, batch: Vec<ResourceWrite>) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin_write().await?;
+        let n = batch.len() as u64;
+        let (groups, others): (Vec<_>, Vec<_>) = batch.into_iter().partition(|w| w.members.is_some());
+        load_plain(&mut tx, others).await?;
+        for g in groups {
+            write_in(&mut tx, g).await?;
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    fn dialect(&self) -> &'static str {
+        match self.pool.dialect() {
+            Dialect::Sqlite => "sqlite",
+            Dialect::Postgres => "postgres",
+        }
+    }
+}
+
+/// Bulk path for resources without member rows: one lookup of existing versions per type, then
+/// multi-row inserts of versions and index rows.
+async fn load_plain(tx: &mut Tx, batch: Vec<ResourceWrite>) -> Result<(), StoreError> {
+    let mut by_type: std::collections::BTreeMap<ResourceType, Vec<ResourceWrite>> = Default::default();
+    for w in batch {
+        by_type.entry(w.rtype).or_default().push(w);
+    }
+    let last_updated = now_micros();
+    for (rtype, writes) in by_type {
+        let mut existing: std::collections::HashMap<String, i64> = Default::default();
+        for chunk in writes.chunks(index_rows::ROWS_PER_INSERT) {
+            let mut st = statement::Statement::new("SELECT id, version FROM resource_version WHERE rtype = ");
+            st.bind(rtype.as_str()).push(" AND is_current AND id IN ").bind_list(chunk.iter().map(|w| w.id.clone()));
+            for mut row in tx.fetch_all(&st.sql, &st.args, &[Col::Text, Col::Int]).await? {
+                let v = row.int(1);
+                existing.insert(row.text(0), v);
+            }
+        }
+        let replaced: Vec<String> = existing.keys().cloned().collect();
+        for chunk in replaced.chunks(index_rows::ROWS_PER_INSERT) {
+            let mut st = statement::Statement::new("UPDATE resource_version SET is_current = FALSE WHERE rtype = ");
+            st.bind(rtype.as_str()).push(" AND is_current AND id IN ").bind_list(chunk.iter().cloned());
+            tx.execute(&st.sql, &st.args).await?;
+        }
+        index_rows::delete_index(tx, rtype, &replaced).await?;
+
+        let mut rows: Vec<[Arg; 5]> = Vec::with_capacity(writes.len());
+        let mut seen = std::collections::HashSet::new();
+        for w in &writes {
+            if !seen.insert(w.id.as_str()) {
+                return Err(StoreError::AlreadyExists { rtype: rtype.to_string(), id: w.id.clone() });
+            }
+            let version = existing.get(&w.id).map_or(1, |v| v + 1);
+            let mut resource = w.resource.clone();
+            atr_model::meta::stamp(&mut resource, &w.id, version, last_updated);
+            let body = serde_json::to_vec(&resource).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            rows.push([
+                rtype.as_str().into(),
+                w.id.as_str().into(),
+                version.into(),
+                last_updated.into(),
+                Arg::Bytes(body),
+            ]);
+        }
+        insert_versions(tx, rows).await?;
+        let entries: Vec<(&str, &atr_model::index::IndexEntries)> =
+            writes.iter().map(|w| (w.id.as_str(), &w.index)).collect();
+        index_rows::insert_index(tx, rtype, &entries).await?;
+    }
+    Ok(())
+}
+
+async fn insert_versions(tx: &mut Tx, rows: Vec<[Arg; 5]>) -> Result<(), StoreError> {
+    // deleted/is_current are constants; only the five varying columns are parameters.
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<Arg> = rows.by_ref().take(index_rows::ROWS_PER_INSERT).flatten().collect();
+        let n = chunk.len() / 5;
+        let mut sql = String::from(
+            "INSERT INTO resource_version (rtype, id, version, last_updated, body, deleted, is_current) VALUES ",
+        );
+        for r in 0..n {
+            let b = r * 5;
+            sql.push_str(&format!(
+                "{}(${}, ${}, ${}, ${}, ${}, FALSE, TRUE)",
+                if r == 0 { "" } else { "," },
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5
+            ));
+        }
+        tx.execute(&sql, &chunk).await?;
+    }
+    Ok(())
+}

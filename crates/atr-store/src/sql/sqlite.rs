@@ -1,0 +1,40 @@
+//! SQLite: the embedded default. One file in WAL mode, so readers never wait for the writer.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use super::migrate::Migration;
+use crate::StoreError;
+
+pub(crate) const MIGRATIONS: &[Migration] =
+    &[Migration { version: 1, name: "resources", sql: include_str!("../../migrations/sqlite/0001_resources.sql") }];
+
+pub(crate) async fn connect(url: &str) -> Result<sqlx::SqlitePool, StoreError> {
+    let options = SqliteConnectOptions::from_str(url)?;
+    connect_with(options).await
+}
+
+pub(crate) async fn connect_file(path: &Path) -> Result<sqlx::SqlitePool, StoreError> {
+    connect_with(SqliteConnectOptions::new().filename(path)).await
+}
+
+async fn connect_with(options: SqliteConnectOptions) -> Result<sqlx::SqlitePool, StoreError> {
+    let options = options
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // NORMAL in WAL mode loses at most the last transactions on power loss, never consistency.
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(30))
+        .pragma("cache_size", "-65536")
+        .pragma("temp_store", "memory")
+        .statement_cache_capacity(256);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect_with(options)
+        .await?;
+    Ok(pool)
+}
