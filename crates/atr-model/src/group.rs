@@ -14,7 +14,9 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::reference::normalize_reference;
-use crate::{EXT_ATTRIBUTED_PROVIDER, EXT_ATTRIBUTION_LIST_STATUS, EXT_CHANGE_TYPE, EXT_COVERAGE_REFERENCE};
+use crate::{
+    EXT_ATTRIBUTED_PROVIDER, EXT_ATTRIBUTION_LIST_STATUS, EXT_CHANGE_TYPE, EXT_COVERAGE_REFERENCE,
+};
 
 /// A Group text split at the top level: the header as a value, the members still raw.
 pub struct SplitGroup<'a> {
@@ -63,7 +65,8 @@ pub fn split_group(text: &str) -> Result<SplitGroup<'_>, GroupTextError> {
     let mut members = Vec::new();
     for (key, raw) in entries {
         if key == "member" {
-            members = serde_json::from_str::<Vec<&RawValue>>(raw.get()).map_err(|_| GroupTextError::MemberNotArray)?;
+            members = serde_json::from_str::<Vec<&RawValue>>(raw.get())
+                .map_err(|_| GroupTextError::MemberNotArray)?;
         } else {
             let value: Value = serde_json::from_str(raw.get())?;
             if header.insert(key.to_string(), value).is_some() {
@@ -71,7 +74,10 @@ pub fn split_group(text: &str) -> Result<SplitGroup<'_>, GroupTextError> {
             }
         }
     }
-    Ok(SplitGroup { header: Value::Object(header), members })
+    Ok(SplitGroup {
+        header: Value::Object(header),
+        members,
+    })
 }
 
 /// True when a Group header is a Member Attribution List (it carries a list status), whose members'
@@ -134,10 +140,18 @@ impl MemberEntry {
         let mut coverage = None;
         let mut provider = None;
         let mut kept = Vec::new();
-        for ext in obj.get("extension").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]) {
+        for ext in obj
+            .get("extension")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+        {
             match ext.get("url").and_then(Value::as_str) {
                 Some(EXT_CHANGE_TYPE) => {
-                    change_type = ext.get("valueCode").and_then(Value::as_str).map(str::to_string);
+                    change_type = ext
+                        .get("valueCode")
+                        .and_then(Value::as_str)
+                        .map(str::to_string);
                     continue;
                 }
                 Some(EXT_COVERAGE_REFERENCE) => coverage = ext_reference(ext),
@@ -158,7 +172,12 @@ impl MemberEntry {
             .map(|r| normalize_reference(r).unwrap_or_else(|| r.to_string()))
             .unwrap_or_default();
         let period = obj.get("period");
-        let period_at = |k: &str| period.and_then(|p| p.get(k)).and_then(Value::as_str).map(str::to_string);
+        let period_at = |k: &str| {
+            period
+                .and_then(|p| p.get(k))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
         let key = format!(
             "{}|{}|{}",
             patient,
@@ -173,7 +192,10 @@ impl MemberEntry {
             provider,
             period_start: period_at("start"),
             period_end: period_at("end"),
-            inactive: obj.get("inactive").and_then(Value::as_bool).unwrap_or(false),
+            inactive: obj
+                .get("inactive")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             change_type,
             extensions,
             body,
@@ -289,7 +311,9 @@ mod tests {
 
     #[test]
     fn split_keeps_header_and_members() {
-        let text = format!(r#"{{"resourceType":"Group","id":"g","member":[{MEMBER},{MEMBER}],"type":"person"}}"#);
+        let text = format!(
+            r#"{{"resourceType":"Group","id":"g","member":[{MEMBER},{MEMBER}],"type":"person"}}"#
+        );
         let split = split_group(&text).unwrap();
         assert_eq!(split.members.len(), 2);
         assert_eq!(split.header["type"], "person");
@@ -308,9 +332,18 @@ mod tests {
 
     #[test]
     fn unchanged_rows_show_nochange_and_dropped_stays() {
-        assert_eq!(shown_change_type(true, 2, 2, Some("new"), false), Some("new"));
-        assert_eq!(shown_change_type(true, 1, 2, Some("new"), false), Some("nochange"));
-        assert_eq!(shown_change_type(true, 1, 2, Some("dropped"), true), Some("dropped"));
+        assert_eq!(
+            shown_change_type(true, 2, 2, Some("new"), false),
+            Some("new")
+        );
+        assert_eq!(
+            shown_change_type(true, 1, 2, Some("new"), false),
+            Some("nochange")
+        );
+        assert_eq!(
+            shown_change_type(true, 1, 2, Some("dropped"), true),
+            Some("dropped")
+        );
         assert_eq!(shown_change_type(false, 1, 2, None, false), None);
     }
 }

@@ -32,7 +32,11 @@ pub struct SearchParam {
 }
 
 const fn p(name: &'static str, kind: ParamKind, expression: &'static str) -> SearchParam {
-    SearchParam { name, kind, expression }
+    SearchParam {
+        name,
+        kind,
+        expression,
+    }
 }
 
 use ParamKind::{Reference as R, String as S, Token as T};
@@ -83,7 +87,10 @@ pub fn search_params(rtype: ResourceType) -> &'static [SearchParam] {
 }
 
 pub fn search_param(rtype: ResourceType, name: &str) -> Option<SearchParam> {
-    search_params(rtype).iter().copied().find(|sp| sp.name == name)
+    search_params(rtype)
+        .iter()
+        .copied()
+        .find(|sp| sp.name == name)
 }
 
 /// A token index entry. `type_system`/`type_code` carry `Identifier.type` for `:of-type`.
@@ -132,7 +139,9 @@ fn str_at<'a>(v: &'a Value, key: &str) -> &'a str {
 }
 
 fn as_array(v: Option<&Value>) -> &[Value] {
-    v.and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+    v.and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
 }
 
 /// The index entries of a resource (for a Group: of its header; members are rows of their own).
@@ -148,7 +157,11 @@ pub fn extract(rtype: ResourceType, resource: &Value) -> IndexEntries {
             }
             (ParamKind::Token, "characteristic") => {
                 for ch in as_array(resource.get("characteristic")) {
-                    for coding in ch.get("code").map(|c| as_array(c.get("coding"))).unwrap_or(&[]) {
+                    for coding in ch
+                        .get("code")
+                        .map(|c| as_array(c.get("coding")))
+                        .unwrap_or(&[])
+                    {
                         out.tokens.push(TokenEntry {
                             param: sp.name,
                             system: str_at(coding, "system").to_string(),
@@ -162,7 +175,11 @@ pub fn extract(rtype: ResourceType, resource: &Value) -> IndexEntries {
             (ParamKind::Token, _) => {}
             (ParamKind::String, _) => {
                 if let Some(s) = resource.get(field).and_then(Value::as_str) {
-                    out.strings.push(StringEntry { param: sp.name, norm: normalize_string(s), raw: s.to_string() });
+                    out.strings.push(StringEntry {
+                        param: sp.name,
+                        norm: normalize_string(s),
+                        raw: s.to_string(),
+                    });
                 }
             }
             (ParamKind::Reference, _) => {
@@ -172,8 +189,15 @@ pub fn extract(rtype: ResourceType, resource: &Value) -> IndexEntries {
                     None => vec![],
                 };
                 for r in targets {
-                    if let Some(target) = r.get("reference").and_then(Value::as_str).and_then(normalize_reference) {
-                        out.refs.push(RefEntry { param: sp.name, target });
+                    if let Some(target) = r
+                        .get("reference")
+                        .and_then(Value::as_str)
+                        .and_then(normalize_reference)
+                    {
+                        out.refs.push(RefEntry {
+                            param: sp.name,
+                            target,
+                        });
                     }
                 }
             }
@@ -185,9 +209,18 @@ pub fn extract(rtype: ResourceType, resource: &Value) -> IndexEntries {
 fn identifier_tokens(param: &'static str, ident: &Value, tokens: &mut Vec<TokenEntry>) {
     let system = str_at(ident, "system").to_string();
     let code = str_at(ident, "value").to_string();
-    let codings = ident.get("type").map(|t| as_array(t.get("coding"))).unwrap_or(&[]);
+    let codings = ident
+        .get("type")
+        .map(|t| as_array(t.get("coding")))
+        .unwrap_or(&[]);
     if codings.is_empty() {
-        tokens.push(TokenEntry { param, system, code, type_system: String::new(), type_code: String::new() });
+        tokens.push(TokenEntry {
+            param,
+            system,
+            code,
+            type_system: String::new(),
+            type_code: String::new(),
+        });
         return;
     }
     for coding in codings {
@@ -231,7 +264,13 @@ mod tests {
         let c = json!({"resourceType":"Coverage","beneficiary":{"reference":"Patient/p1"},
             "payor":[{"reference":"Organization/o1"}]});
         let e = extract(ResourceType::Coverage, &c);
-        assert!(e.refs.contains(&RefEntry { param: "beneficiary", target: "Patient/p1".into() }));
-        assert!(e.refs.contains(&RefEntry { param: "payor", target: "Organization/o1".into() }));
+        assert!(e.refs.contains(&RefEntry {
+            param: "beneficiary",
+            target: "Patient/p1".into()
+        }));
+        assert!(e.refs.contains(&RefEntry {
+            param: "payor",
+            target: "Organization/o1".into()
+        }));
     }
 }

@@ -19,9 +19,8 @@ fn to_datetime(micros: i64) -> OffsetDateTime {
 
 /// A FHIR `instant` with microsecond precision, e.g. `2026-11-22T03:04:05.123456Z`.
 pub fn fhir_instant(micros: i64) -> String {
-    let fmt = format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-    );
+    let fmt =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
     to_datetime(micros).format(&fmt).unwrap_or_default()
 }
 
@@ -42,7 +41,9 @@ pub struct InstantRange {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a FHIR date, dateTime or instant (YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm:ss[.fff](Z|+hh:mm))")]
+#[error(
+    "{0:?} is not a FHIR date, dateTime or instant (YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm:ss[.fff](Z|+hh:mm))"
+)]
 pub struct BadDate(pub String);
 
 fn micros_of(dt: OffsetDateTime) -> i64 {
@@ -66,20 +67,34 @@ pub fn parse_fhir_range(s: &str) -> Result<InstantRange, BadDate> {
         4 => {
             let start = Date::from_calendar_date(year, Month::January, 1).map_err(|_| bad())?;
             let end = Date::from_calendar_date(year + 1, Month::January, 1).map_err(|_| bad())?;
-            Ok(InstantRange { start: utc_midnight(start), end: utc_midnight(end) })
+            Ok(InstantRange {
+                start: utc_midnight(start),
+                end: utc_midnight(end),
+            })
         }
         7 if &s[4..5] == "-" => {
             let month = Month::try_from(num(5..7)? as u8).map_err(|_| bad())?;
             let start = Date::from_calendar_date(year, month, 1).map_err(|_| bad())?;
-            let (ny, nm) = if month == Month::December { (year + 1, Month::January) } else { (year, month.next()) };
+            let (ny, nm) = if month == Month::December {
+                (year + 1, Month::January)
+            } else {
+                (year, month.next())
+            };
             let end = Date::from_calendar_date(ny, nm, 1).map_err(|_| bad())?;
-            Ok(InstantRange { start: utc_midnight(start), end: utc_midnight(end) })
+            Ok(InstantRange {
+                start: utc_midnight(start),
+                end: utc_midnight(end),
+            })
         }
         10 if &s[4..5] == "-" && &s[7..8] == "-" => {
             let month = Month::try_from(num(5..7)? as u8).map_err(|_| bad())?;
-            let date = Date::from_calendar_date(year, month, num(8..10)? as u8).map_err(|_| bad())?;
+            let date =
+                Date::from_calendar_date(year, month, num(8..10)? as u8).map_err(|_| bad())?;
             let start = utc_midnight(date);
-            Ok(InstantRange { start, end: start + 86_400_000_000 })
+            Ok(InstantRange {
+                start,
+                end: start + 86_400_000_000,
+            })
         }
         _ => {
             // A dateTime with seconds must carry a zone; tolerate a missing zone as UTC.
@@ -90,7 +105,11 @@ pub fn parse_fhir_range(s: &str) -> Result<InstantRange, BadDate> {
             let dt = dt.map_err(|_| bad())?;
             let start = micros_of(dt);
             // Precision is to the second unless fractional digits were given.
-            let end = if s.contains('.') { start + 1 } else { start + 1_000_000 };
+            let end = if s.contains('.') {
+                start + 1
+            } else {
+                start + 1_000_000
+            };
             Ok(InstantRange { start, end })
         }
     }
@@ -104,7 +123,13 @@ mod tests {
     fn instants_round_trip_through_ranges() {
         let t = 1_795_000_000_123_456;
         let r = parse_fhir_range(&fhir_instant(t)).unwrap();
-        assert_eq!(r, InstantRange { start: t, end: t + 1 });
+        assert_eq!(
+            r,
+            InstantRange {
+                start: t,
+                end: t + 1
+            }
+        );
     }
 
     #[test]

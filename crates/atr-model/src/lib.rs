@@ -27,19 +27,20 @@ pub const EXT_ATTRIBUTION_LIST_STATUS: &str =
     "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/ext-attributionListStatus";
 pub const EXT_CONTRACT_VALIDITY_PERIOD: &str =
     "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/ext-contractValidityPeriod";
-pub const EXT_CHANGE_TYPE: &str = "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/ext-changeType";
+pub const EXT_CHANGE_TYPE: &str =
+    "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/ext-changeType";
 pub const EXT_COVERAGE_REFERENCE: &str =
     "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/ext-coverageReference";
 pub const EXT_ATTRIBUTED_PROVIDER: &str =
     "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/ext-attributedProvider";
-pub const EXT_INTENDED_RECIPIENT: &str =
-    "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/atr-intended-recipient-identifier-extension";
+pub const EXT_INTENDED_RECIPIENT: &str = "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/atr-intended-recipient-identifier-extension";
 pub const EXT_ANY_RESOURCE: &str =
     "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/atr-any-resource-extension";
 pub const EXT_INSURANCE_PRODUCT_TYPE: &str =
     "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/ext-insuranceProductType";
 
-pub const PROFILE_ATR_GROUP: &str = "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/atr-group";
+pub const PROFILE_ATR_GROUP: &str =
+    "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/atr-group";
 pub const PROFILE_PATIENT_LIST: &str =
     "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/davinci-patient-list";
 

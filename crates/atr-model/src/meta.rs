@@ -6,7 +6,9 @@ use crate::instant::fhir_instant;
 
 /// Sets `id`, `meta.versionId` and `meta.lastUpdated`, keeping the rest of `meta` (profiles, tags).
 pub fn stamp(resource: &mut Value, id: &str, version: i64, last_updated: i64) {
-    let Some(obj) = resource.as_object_mut() else { return };
+    let Some(obj) = resource.as_object_mut() else {
+        return;
+    };
     // `id` right after `resourceType`, as FHIR servers write it.
     let mut ordered = Map::new();
     if let Some(rt) = obj.remove("resourceType") {
@@ -16,7 +18,9 @@ pub fn stamp(resource: &mut Value, id: &str, version: i64, last_updated: i64) {
     ordered.insert("id".into(), Value::from(id));
     ordered.append(obj);
     *obj = ordered;
-    let meta = obj.entry("meta").or_insert_with(|| Value::Object(Map::new()));
+    let meta = obj
+        .entry("meta")
+        .or_insert_with(|| Value::Object(Map::new()));
     if !meta.is_object() {
         *meta = Value::Object(Map::new());
     }
@@ -27,7 +31,9 @@ pub fn stamp(resource: &mut Value, id: &str, version: i64, last_updated: i64) {
 /// `_summary=true`: drops the narrative (and, for Groups, members are never in the header), and marks
 /// the resource SUBSETTED as FHIR requires.
 pub fn summarize(resource: &mut Value) {
-    let Some(obj) = resource.as_object_mut() else { return };
+    let Some(obj) = resource.as_object_mut() else {
+        return;
+    };
     obj.remove("text");
     obj.remove("member");
     mark_subsetted(obj);
@@ -43,7 +49,9 @@ pub fn drop_text(resource: &mut Value) {
 }
 
 fn mark_subsetted(obj: &mut Map<String, Value>) {
-    let meta = obj.entry("meta").or_insert_with(|| Value::Object(Map::new()));
+    let meta = obj
+        .entry("meta")
+        .or_insert_with(|| Value::Object(Map::new()));
     let tag = json!({"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"});
     match meta.get_mut("tag").and_then(Value::as_array_mut) {
         Some(tags) => tags.push(tag),

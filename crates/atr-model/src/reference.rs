@@ -33,8 +33,14 @@ mod tests {
     #[test]
     fn forms_reduce_to_type_and_id() {
         assert_eq!(parse_reference("Patient/1"), Some(("Patient", "1")));
-        assert_eq!(parse_reference("http://x.org/fhir/Patient/a-1"), Some(("Patient", "a-1")));
-        assert_eq!(parse_reference("Patient/1/_history/3"), Some(("Patient", "1")));
+        assert_eq!(
+            parse_reference("http://x.org/fhir/Patient/a-1"),
+            Some(("Patient", "a-1"))
+        );
+        assert_eq!(
+            parse_reference("Patient/1/_history/3"),
+            Some(("Patient", "1"))
+        );
         assert_eq!(parse_reference("#contained"), None);
         assert_eq!(parse_reference("Patient"), None);
         assert_eq!(parse_reference("patient/1"), None);

@@ -45,8 +45,12 @@ impl ResourceType {
     pub fn atr_profile(self) -> &'static str {
         match self {
             ResourceType::Group => crate::PROFILE_ATR_GROUP,
-            ResourceType::Patient => "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/atr-patient",
-            ResourceType::Coverage => "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/atr-coverage",
+            ResourceType::Patient => {
+                "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/atr-patient"
+            }
+            ResourceType::Coverage => {
+                "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/atr-coverage"
+            }
             ResourceType::Practitioner => {
                 "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/atr-practitioner"
             }
@@ -56,7 +60,9 @@ impl ResourceType {
             ResourceType::Organization => {
                 "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/atr-organization"
             }
-            ResourceType::Location => "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/atr-location",
+            ResourceType::Location => {
+                "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/atr-location"
+            }
             ResourceType::RelatedPerson => {
                 "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/atr-relatedperson"
             }
@@ -71,7 +77,9 @@ impl fmt::Display for ResourceType {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("resource type {0:?} is not served here (supported: Group, Patient, Coverage, Practitioner, PractitionerRole, Organization, Location, RelatedPerson)")]
+#[error(
+    "resource type {0:?} is not served here (supported: Group, Patient, Coverage, Practitioner, PractitionerRole, Organization, Location, RelatedPerson)"
+)]
 pub struct UnsupportedType(pub String);
 
 impl FromStr for ResourceType {

@@ -4,7 +4,12 @@
 pub enum StoreError {
     /// `If-Match` named another version than the current one.
     #[error("version conflict: the current version of {rtype}/{id} is {current}, not {expected}")]
-    VersionConflict { rtype: String, id: String, expected: i64, current: i64 },
+    VersionConflict {
+        rtype: String,
+        id: String,
+        expected: i64,
+        current: i64,
+    },
     /// A create found the id taken.
     #[error("{rtype}/{id} already exists")]
     AlreadyExists { rtype: String, id: String },
@@ -26,7 +31,9 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed)
+            StoreError::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed
+            )
         )
     }
 }

@@ -37,7 +37,11 @@ pub trait Store: Send + Sync + 'static {
     async fn write(&self, write: ResourceWrite) -> Result<WriteOutcome, StoreError>;
 
     /// Deletes a resource (a new, deleted version). `Ok(None)` when there was nothing to delete.
-    async fn delete(&self, rtype: ResourceType, id: &str) -> Result<Option<VersionInfo>, StoreError>;
+    async fn delete(
+        &self,
+        rtype: ResourceType,
+        id: &str,
+    ) -> Result<Option<VersionInfo>, StoreError>;
 
     /// The current version (or `version`) of a resource, including deleted versions (the caller
     /// answers 410 for those). `Ok(None)` when it never existed (or that version did not).
@@ -63,7 +67,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// The members of Group `group_id` at `version`, as JSON elements, streamed in their order.
     /// `derive_change_type` fills `changeType` for entries the Producer left without one.
-    fn stream_members(&self, group_id: &str, version: i64, derive_change_type: bool) -> MemberStream;
+    fn stream_members(
+        &self,
+        group_id: &str,
+        version: i64,
+        derive_change_type: bool,
+    ) -> MemberStream;
 
     /// Writes many new resources at once (the bulk loader). Existing ids are replaced as new
     /// versions. One transaction per call.

@@ -34,15 +34,32 @@ pub struct TokenMatch {
 /// One condition; the alternatives inside a clause are OR-ed, clauses are AND-ed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Clause {
-    Token { param: &'static str, any_of: Vec<TokenMatch> },
+    Token {
+        param: &'static str,
+        any_of: Vec<TokenMatch>,
+    },
     /// `identifier:of-type=typeSystem|typeCode|value`.
-    OfType { param: &'static str, any_of: Vec<(String, String, String)> },
-    String { param: &'static str, mode: StringMode, any_of: Vec<String> },
+    OfType {
+        param: &'static str,
+        any_of: Vec<(String, String, String)>,
+    },
+    String {
+        param: &'static str,
+        mode: StringMode,
+        any_of: Vec<String>,
+    },
     /// Targets as `Type/id`.
-    Reference { param: &'static str, any_of: Vec<String> },
+    Reference {
+        param: &'static str,
+        any_of: Vec<String>,
+    },
     Id(Vec<String>),
     /// `[start, end)` of the given date, compared per `Compare`.
-    LastUpdated { compare: Compare, start: i64, end: i64 },
+    LastUpdated {
+        compare: Compare,
+        start: i64,
+        end: i64,
+    },
     /// Groups with a current member entry for one of these `Patient/id`.
     Member(Vec<String>),
 }

@@ -42,8 +42,14 @@ fn change_types(members: &[Value]) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = members
         .iter()
         .map(|m| {
-            let code = m["extension"][0]["valueCode"].as_str().unwrap_or("-").to_string();
-            (m["entity"]["reference"].as_str().unwrap_or("").to_string(), code)
+            let code = m["extension"][0]["valueCode"]
+                .as_str()
+                .unwrap_or("-")
+                .to_string();
+            (
+                m["entity"]["reference"].as_str().unwrap_or("").to_string(),
+                code,
+            )
         })
         .collect();
     out.sort();
@@ -54,7 +60,10 @@ fn change_types(members: &[Value]) -> Vec<(String, String)> {
 async fn resources_are_versioned_read_and_deleted() {
     for (store, _dir) in stores().await {
         let text = r#"{"resourceType":"Patient","id":"p1","identifier":[{"system":"s","value":"m1"}],"name":[{"family":"Ng"}]}"#;
-        let first = store.write(write_of(text, WriteMode::Create)).await.expect("create");
+        let first = store
+            .write(write_of(text, WriteMode::Create))
+            .await
+            .expect("create");
         assert_eq!((first.version, first.created), (1, true));
         assert!(matches!(
             store.write(write_of(text, WriteMode::Create)).await,
@@ -62,134 +71,416 @@ async fn resources_are_versioned_read_and_deleted() {
         ));
         let mut update = write_of(text, WriteMode::Upsert);
         update.expected_version = Some(1);
-        assert_eq!(store.write(update.clone()).await.expect("update").version, 2);
+        assert_eq!(
+            store.write(update.clone()).await.expect("update").version,
+            2
+        );
         // The same If-Match again is stale now.
-        assert!(matches!(store.write(update).await, Err(StoreError::VersionConflict { current: 2, .. })));
+        assert!(matches!(
+            store.write(update).await,
+            Err(StoreError::VersionConflict { current: 2, .. })
+        ));
 
-        let now = store.read(ResourceType::Patient, "p1", None).await.expect("read").expect("exists");
+        let now = store
+            .read(ResourceType::Patient, "p1", None)
+            .await
+            .expect("read")
+            .expect("exists");
         let body: Value = serde_json::from_slice(&now.body).expect("json");
         assert_eq!(body["meta"]["versionId"], "2");
         assert_eq!(body["id"], "p1");
-        let v1 = store.read(ResourceType::Patient, "p1", Some(1)).await.expect("vread").expect("v1");
+        let v1 = store
+            .read(ResourceType::Patient, "p1", Some(1))
+            .await
+            .expect("vread")
+            .expect("v1");
         assert_eq!(v1.version, 1);
 
-        let deleted = store.delete(ResourceType::Patient, "p1").await.expect("delete").expect("was there");
+        let deleted = store
+            .delete(ResourceType::Patient, "p1")
+            .await
+            .expect("delete")
+            .expect("was there");
         assert_eq!(deleted.version, 3);
-        assert!(store.delete(ResourceType::Patient, "p1").await.expect("delete again").is_none());
-        assert!(store.read(ResourceType::Patient, "p1", None).await.expect("read").expect("tombstone").deleted);
-        let history = store.history(ResourceType::Patient, "p1", None, 10).await.expect("history");
-        assert_eq!(history.iter().map(|h| h.version).collect::<Vec<_>>(), vec![3, 2, 1]);
-        assert!(store.read(ResourceType::Patient, "nobody", None).await.expect("read").is_none());
+        assert!(
+            store
+                .delete(ResourceType::Patient, "p1")
+                .await
+                .expect("delete again")
+                .is_none()
+        );
+        assert!(
+            store
+                .read(ResourceType::Patient, "p1", None)
+                .await
+                .expect("read")
+                .expect("tombstone")
+                .deleted
+        );
+        let history = store
+            .history(ResourceType::Patient, "p1", None, 10)
+            .await
+            .expect("history");
+        assert_eq!(
+            history.iter().map(|h| h.version).collect::<Vec<_>>(),
+            vec![3, 2, 1]
+        );
+        assert!(
+            store
+                .read(ResourceType::Patient, "nobody", None)
+                .await
+                .expect("read")
+                .is_none()
+        );
     }
 }
 
 #[tokio::test]
 async fn group_versions_keep_their_membership_and_change_types() {
     for (store, _dir) in stores().await {
-        let v1 = group("g1", "Riverside", "1234567893", &[("Patient/a", "Practitioner/x"), ("Patient/b", "Practitioner/x"), ("Patient/c", "Practitioner/y")]);
-        let out = store.write(write_of(&v1, WriteMode::Create)).await.expect("v1");
+        let v1 = group(
+            "g1",
+            "Riverside",
+            "1234567893",
+            &[
+                ("Patient/a", "Practitioner/x"),
+                ("Patient/b", "Practitioner/x"),
+                ("Patient/c", "Practitioner/y"),
+            ],
+        );
+        let out = store
+            .write(write_of(&v1, WriteMode::Create))
+            .await
+            .expect("v1");
         assert_eq!(out.member_count, Some(3));
         let header: Value = serde_json::from_slice(&out.body).expect("header");
         assert_eq!(header["quantity"], 3);
         assert!(header.get("member").is_none());
 
         // b changes provider (a new attribution; the old one leaves), c leaves, d joins.
-        let v2 = group("g1", "Riverside", "1234567893", &[("Patient/a", "Practitioner/x"), ("Patient/b", "Practitioner/y"), ("Patient/d", "Practitioner/y")]);
-        store.write(write_of(&v2, WriteMode::Upsert)).await.expect("v2");
+        let v2 = group(
+            "g1",
+            "Riverside",
+            "1234567893",
+            &[
+                ("Patient/a", "Practitioner/x"),
+                ("Patient/b", "Practitioner/y"),
+                ("Patient/d", "Practitioner/y"),
+            ],
+        );
+        store
+            .write(write_of(&v2, WriteMode::Upsert))
+            .await
+            .expect("v2");
 
         let m1 = members_of(store.as_ref(), "g1", 1).await;
-        assert_eq!(change_types(&m1), vec![
-            ("Patient/a".into(), "new".into()),
-            ("Patient/b".into(), "new".into()),
-            ("Patient/c".into(), "new".into()),
-        ]);
+        assert_eq!(
+            change_types(&m1),
+            vec![
+                ("Patient/a".into(), "new".into()),
+                ("Patient/b".into(), "new".into()),
+                ("Patient/c".into(), "new".into()),
+            ]
+        );
         let m2 = members_of(store.as_ref(), "g1", 2).await;
-        assert_eq!(change_types(&m2), vec![
-            ("Patient/a".into(), "nochange".into()),
-            ("Patient/b".into(), "new".into()),
-            ("Patient/d".into(), "new".into()),
-        ]);
+        assert_eq!(
+            change_types(&m2),
+            vec![
+                ("Patient/a".into(), "nochange".into()),
+                ("Patient/b".into(), "new".into()),
+                ("Patient/d".into(), "new".into()),
+            ]
+        );
 
         // Same key, different period: `changed`, and it keeps its position.
         let mut v3: Value = serde_json::from_str(&v2).expect("json");
         v3["member"][0]["period"]["end"] = json!("2026-06-30");
         v3["member"][2]["inactive"] = json!(true);
-        store.write(write_of(&v3.to_string(), WriteMode::Upsert)).await.expect("v3");
+        store
+            .write(write_of(&v3.to_string(), WriteMode::Upsert))
+            .await
+            .expect("v3");
         let m3 = members_of(store.as_ref(), "g1", 3).await;
         assert_eq!(m3[0]["entity"]["reference"], "Patient/a");
-        assert_eq!(change_types(&m3), vec![
-            ("Patient/a".into(), "changed".into()),
-            ("Patient/b".into(), "nochange".into()),
-            ("Patient/d".into(), "dropped".into()),
-        ]);
+        assert_eq!(
+            change_types(&m3),
+            vec![
+                ("Patient/a".into(), "changed".into()),
+                ("Patient/b".into(), "nochange".into()),
+                ("Patient/d".into(), "dropped".into()),
+            ]
+        );
         assert_eq!(m3[2]["inactive"], true);
 
-        store.delete(ResourceType::Group, "g1").await.expect("delete");
+        store
+            .delete(ResourceType::Group, "g1")
+            .await
+            .expect("delete");
         assert!(members_of(store.as_ref(), "g1", 4).await.is_empty());
         assert_eq!(members_of(store.as_ref(), "g1", 3).await.len(), 3);
     }
 }
 
 fn query(rtype: ResourceType, clauses: Vec<Clause>) -> SearchQuery {
-    SearchQuery { rtype, clauses, count: 50, after_id: None, with_total: true }
+    SearchQuery {
+        rtype,
+        clauses,
+        count: 50,
+        after_id: None,
+        with_total: true,
+    }
 }
 
 async fn ids(store: &dyn atr_store::Store, q: SearchQuery) -> Vec<String> {
-    store.search(&q).await.expect("search").matches.into_iter().map(|m| m.id).collect()
+    store
+        .search(&q)
+        .await
+        .expect("search")
+        .matches
+        .into_iter()
+        .map(|m| m.id)
+        .collect()
 }
 
 #[tokio::test]
 async fn searches_match_tokens_strings_references_and_members() {
     for (store, _dir) in stores().await {
         let s = store.as_ref();
-        store.write(write_of(&group("g1", "Riverside Clinic", "1111111112", &[("Patient/a", "Organization/o")]), WriteMode::Create)).await.expect("g1");
-        store.write(write_of(&group("g2", "Ångström Health", "2222222224", &[("Patient/b", "Organization/o")]), WriteMode::Create)).await.expect("g2");
-        store.write(write_of(&group("g3", "River 100% Care", "1111111112", &[]), WriteMode::Create)).await.expect("g3");
+        store
+            .write(write_of(
+                &group(
+                    "g1",
+                    "Riverside Clinic",
+                    "1111111112",
+                    &[("Patient/a", "Organization/o")],
+                ),
+                WriteMode::Create,
+            ))
+            .await
+            .expect("g1");
+        store
+            .write(write_of(
+                &group(
+                    "g2",
+                    "Ångström Health",
+                    "2222222224",
+                    &[("Patient/b", "Organization/o")],
+                ),
+                WriteMode::Create,
+            ))
+            .await
+            .expect("g2");
+        store
+            .write(write_of(
+                &group("g3", "River 100% Care", "1111111112", &[]),
+                WriteMode::Create,
+            ))
+            .await
+            .expect("g3");
 
         let token = |system: Option<&str>, code: Option<&str>| Clause::Token {
             param: "identifier",
-            any_of: vec![TokenMatch { system: system.map(Into::into), code: code.map(Into::into) }],
+            any_of: vec![TokenMatch {
+                system: system.map(Into::into),
+                code: code.map(Into::into),
+            }],
         };
-        assert_eq!(ids(s, query(ResourceType::Group, vec![token(Some(NPI), Some("1111111112"))])).await, ["g1", "g3"]);
-        assert_eq!(ids(s, query(ResourceType::Group, vec![token(None, Some("2222222224"))])).await, ["g2"]);
-        assert!(ids(s, query(ResourceType::Group, vec![token(Some(""), Some("2222222224"))])).await.is_empty());
-        assert_eq!(ids(s, query(ResourceType::Group, vec![token(Some(NPI), None)])).await.len(), 3);
+        assert_eq!(
+            ids(
+                s,
+                query(
+                    ResourceType::Group,
+                    vec![token(Some(NPI), Some("1111111112"))]
+                )
+            )
+            .await,
+            ["g1", "g3"]
+        );
+        assert_eq!(
+            ids(
+                s,
+                query(ResourceType::Group, vec![token(None, Some("2222222224"))])
+            )
+            .await,
+            ["g2"]
+        );
+        assert!(
+            ids(
+                s,
+                query(
+                    ResourceType::Group,
+                    vec![token(Some(""), Some("2222222224"))]
+                )
+            )
+            .await
+            .is_empty()
+        );
+        assert_eq!(
+            ids(s, query(ResourceType::Group, vec![token(Some(NPI), None)]))
+                .await
+                .len(),
+            3
+        );
         let of_type = Clause::OfType {
             param: "identifier",
-            any_of: vec![("http://terminology.hl7.org/CodeSystem/v2-0203".into(), "NPI".into(), "2222222224".into())],
+            any_of: vec![(
+                "http://terminology.hl7.org/CodeSystem/v2-0203".into(),
+                "NPI".into(),
+                "2222222224".into(),
+            )],
         };
-        assert_eq!(ids(s, query(ResourceType::Group, vec![of_type])).await, ["g2"]);
+        assert_eq!(
+            ids(s, query(ResourceType::Group, vec![of_type])).await,
+            ["g2"]
+        );
 
-        let name = |mode, v: &str| Clause::String { param: "name", mode, any_of: vec![v.into()] };
-        assert_eq!(ids(s, query(ResourceType::Group, vec![name(StringMode::Prefix, "river")])).await, ["g1", "g3"]);
-        assert_eq!(ids(s, query(ResourceType::Group, vec![name(StringMode::Prefix, "ANGSTROM")])).await, ["g2"]);
-        assert!(ids(s, query(ResourceType::Group, vec![name(StringMode::Exact, "riverside clinic")])).await.is_empty());
-        assert_eq!(ids(s, query(ResourceType::Group, vec![name(StringMode::Exact, "Riverside Clinic")])).await, ["g1"]);
-        assert_eq!(ids(s, query(ResourceType::Group, vec![name(StringMode::Contains, "100%")])).await, ["g3"]);
-        assert!(ids(s, query(ResourceType::Group, vec![name(StringMode::Contains, "_")])).await.is_empty());
+        let name = |mode, v: &str| Clause::String {
+            param: "name",
+            mode,
+            any_of: vec![v.into()],
+        };
+        assert_eq!(
+            ids(
+                s,
+                query(ResourceType::Group, vec![name(StringMode::Prefix, "river")])
+            )
+            .await,
+            ["g1", "g3"]
+        );
+        assert_eq!(
+            ids(
+                s,
+                query(
+                    ResourceType::Group,
+                    vec![name(StringMode::Prefix, "ANGSTROM")]
+                )
+            )
+            .await,
+            ["g2"]
+        );
+        assert!(
+            ids(
+                s,
+                query(
+                    ResourceType::Group,
+                    vec![name(StringMode::Exact, "riverside clinic")]
+                )
+            )
+            .await
+            .is_empty()
+        );
+        assert_eq!(
+            ids(
+                s,
+                query(
+                    ResourceType::Group,
+                    vec![name(StringMode::Exact, "Riverside Clinic")]
+                )
+            )
+            .await,
+            ["g1"]
+        );
+        assert_eq!(
+            ids(
+                s,
+                query(
+                    ResourceType::Group,
+                    vec![name(StringMode::Contains, "100%")]
+                )
+            )
+            .await,
+            ["g3"]
+        );
+        assert!(
+            ids(
+                s,
+                query(ResourceType::Group, vec![name(StringMode::Contains, "_")])
+            )
+            .await
+            .is_empty()
+        );
 
-        assert_eq!(ids(s, query(ResourceType::Group, vec![Clause::Member(vec!["Patient/b".into()])])).await, ["g2"]);
-        assert_eq!(ids(s, query(ResourceType::Group, vec![Clause::Id(vec!["g3".into(), "zz".into()])])).await, ["g3"]);
-        let refs = Clause::Reference { param: "managing-entity", any_of: vec!["Organization/payer".into()] };
-        assert_eq!(ids(s, query(ResourceType::Group, vec![refs])).await.len(), 3);
+        assert_eq!(
+            ids(
+                s,
+                query(
+                    ResourceType::Group,
+                    vec![Clause::Member(vec!["Patient/b".into()])]
+                )
+            )
+            .await,
+            ["g2"]
+        );
+        assert_eq!(
+            ids(
+                s,
+                query(
+                    ResourceType::Group,
+                    vec![Clause::Id(vec!["g3".into(), "zz".into()])]
+                )
+            )
+            .await,
+            ["g3"]
+        );
+        let refs = Clause::Reference {
+            param: "managing-entity",
+            any_of: vec!["Organization/payer".into()],
+        };
+        assert_eq!(
+            ids(s, query(ResourceType::Group, vec![refs])).await.len(),
+            3
+        );
 
-        let long_ago = Clause::LastUpdated { compare: Compare::Gt, start: 0, end: 1 };
-        assert_eq!(ids(s, query(ResourceType::Group, vec![long_ago])).await.len(), 3);
-        let before_epoch = Clause::LastUpdated { compare: Compare::Lt, start: 0, end: 1 };
-        assert!(ids(s, query(ResourceType::Group, vec![before_epoch])).await.is_empty());
+        let long_ago = Clause::LastUpdated {
+            compare: Compare::Gt,
+            start: 0,
+            end: 1,
+        };
+        assert_eq!(
+            ids(s, query(ResourceType::Group, vec![long_ago]))
+                .await
+                .len(),
+            3
+        );
+        let before_epoch = Clause::LastUpdated {
+            compare: Compare::Lt,
+            start: 0,
+            end: 1,
+        };
+        assert!(
+            ids(s, query(ResourceType::Group, vec![before_epoch]))
+                .await
+                .is_empty()
+        );
 
         // Keyset pages of one.
         let mut q = query(ResourceType::Group, vec![]);
         q.count = 1;
         let page = store.search(&q).await.expect("page 1");
-        assert_eq!((page.matches[0].id.as_str(), page.total, page.has_more), ("g1", Some(3), true));
+        assert_eq!(
+            (page.matches[0].id.as_str(), page.total, page.has_more),
+            ("g1", Some(3), true)
+        );
         q.after_id = Some("g2".into());
         let page = store.search(&q).await.expect("page 3");
         assert_eq!((page.matches[0].id.as_str(), page.has_more), ("g3", false));
 
         // Deleted resources leave the indexes.
-        store.delete(ResourceType::Group, "g2").await.expect("delete");
-        assert!(ids(s, query(ResourceType::Group, vec![Clause::Member(vec!["Patient/b".into()])])).await.is_empty());
+        store
+            .delete(ResourceType::Group, "g2")
+            .await
+            .expect("delete");
+        assert!(
+            ids(
+                s,
+                query(
+                    ResourceType::Group,
+                    vec![Clause::Member(vec!["Patient/b".into()])]
+                )
+            )
+            .await
+            .is_empty()
+        );
     }
 }
 
@@ -205,10 +496,23 @@ async fn load_batch_writes_many_and_replaces_existing() {
             })
             .collect();
         assert_eq!(store.load_batch(batch.clone()).await.expect("load"), 1200);
-        store.load_batch(batch[..10].to_vec()).await.expect("reload");
-        let c5 = store.read(ResourceType::Coverage, "c5", None).await.expect("read").expect("c5");
+        store
+            .load_batch(batch[..10].to_vec())
+            .await
+            .expect("reload");
+        let c5 = store
+            .read(ResourceType::Coverage, "c5", None)
+            .await
+            .expect("read")
+            .expect("c5");
         assert_eq!(c5.version, 2);
-        let q = query(ResourceType::Coverage, vec![Clause::Reference { param: "beneficiary", any_of: vec!["Patient/p5".into()] }]);
+        let q = query(
+            ResourceType::Coverage,
+            vec![Clause::Reference {
+                param: "beneficiary",
+                any_of: vec!["Patient/p5".into()],
+            }],
+        );
         assert_eq!(ids(store.as_ref(), q).await, ["c5"]);
         let mut all = query(ResourceType::Coverage, vec![]);
         all.count = 0;

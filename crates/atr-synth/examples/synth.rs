@@ -1,6 +1,6 @@
 //! Generates synthetic ATR data and prints the summary and the time it took.
 //!
-//! `cargo run --release -p atr-synth --example synth -- OUT_DIR [MEMBERS] [LISTS] [SEED]`
+//! `cargo run --release -p atr-synth --example synth -- OUT_DIR [MEMBERS] [LISTS] [SEED] [LARGEST_LIST_SHARE]`
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -10,7 +10,7 @@ use atr_synth::{SynthConfig, generate};
 fn main() {
     let mut args = std::env::args().skip(1);
     let Some(out) = args.next().map(PathBuf::from) else {
-        eprintln!("usage: synth OUT_DIR [MEMBERS] [LISTS] [SEED]");
+        eprintln!("usage: synth OUT_DIR [MEMBERS] [LISTS] [SEED] [LARGEST_LIST_SHARE]");
         std::process::exit(2);
     };
     let mut config = SynthConfig::default();
@@ -21,7 +21,9 @@ fn main() {
     config.members = next_number(config.members);
     config.lists = next_number(config.lists);
     config.seed = next_number(config.seed);
-    config.provider_orgs = 0;
+    if let Some(share) = args.next() {
+        config.largest_list_share = share.parse().expect("a fraction");
+    }
     let started = Instant::now();
     match generate(&config, &out) {
         Ok(summary) => {

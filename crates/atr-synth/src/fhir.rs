@@ -3,6 +3,8 @@
 
 use serde_json::{Value, json};
 
+use crate::json::Json;
+
 pub const SYSTEM_ORG_TYPE: &str = "http://terminology.hl7.org/CodeSystem/organization-type";
 pub const SYSTEM_NAIC: &str = "http://www.naic.org/fhir/sid/naic";
 pub const SYSTEM_MBI: &str = "http://hl7.org/fhir/sid/us-mbi";
@@ -109,4 +111,86 @@ pub fn human_name(
         name["suffix"] = json!([s]);
     }
     name
+}
+
+// Writers of the same datatypes as JSON text, for the per-member resources.
+
+/// `{"system":..,"code":..,"display":..}`.
+pub fn write_coding(j: &mut Json, system: &str, code: &str, display: &str) {
+    j.begin_object()
+        .field("system", system)
+        .field("code", code)
+        .field("display", display)
+        .end_object();
+}
+
+/// `"key":{"coding":[{...}]}`.
+pub fn write_concept_field(j: &mut Json, key: &str, system: &str, code: &str, display: &str) {
+    j.object_field(key).array_field("coding");
+    write_coding(j, system, code, display);
+    j.end_array().end_object();
+}
+
+/// An identifier typed with a v2-0203 code (an array element).
+pub fn write_typed_identifier(j: &mut Json, code: &str, system: &str, value: &str) {
+    j.begin_object().field("use", "official");
+    write_concept_field(
+        j,
+        "type",
+        atr_model::SYSTEM_V2_0203,
+        code,
+        v2_0203_display(code),
+    );
+    j.field("system", system).field("value", value).end_object();
+}
+
+/// `"key":{"reference":target}`.
+pub fn write_reference_field(j: &mut Json, key: &str, target: &str) {
+    j.object_field(key).field("reference", target).end_object();
+}
+
+/// `"meta":{"profile":[canonical]}`.
+pub fn write_meta_profile(j: &mut Json, canonical: &str) {
+    j.object_field("meta")
+        .single_string_array("profile", canonical)
+        .end_object();
+}
+
+/// `"name":[{"use":"official","family":..,"given":[..]}]`.
+pub fn write_name_field(j: &mut Json, family: &str, given: &[&str]) {
+    j.array_field("name")
+        .begin_object()
+        .field("use", "official")
+        .field("family", family);
+    j.array_field("given");
+    for g in given {
+        j.string(g);
+    }
+    j.end_array().end_object().end_array();
+}
+
+/// `"telecom":[{"system":"phone","value":..,"use":..}]`.
+pub fn write_phone(j: &mut Json, value: &str, use_: &str) {
+    j.begin_object()
+        .field("system", "phone")
+        .field("value", value)
+        .field("use", use_)
+        .end_object();
+}
+
+impl Address {
+    /// The address as an object value.
+    pub fn write(&self, j: &mut Json, use_: &str) {
+        j.begin_object().field("use", use_).array_field("line");
+        for l in &self.line {
+            j.string(l);
+        }
+        j.end_array()
+            .field("city", self.city)
+            .field("district", self.district)
+            .field("state", self.state)
+            .field("postalCode", &self.postal_code)
+            .field("country", "US")
+            .end_object();
+    }
 }

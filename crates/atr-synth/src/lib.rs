@@ -1,18 +1,28 @@
 //! Deterministic synthetic payer data for the Da Vinci ATR IG.
 //!
-//! [`generate`] writes one NDJSON file per resource type: payers and provider organisations
-//! (Organization), their Locations, Practitioners and PractitionerRoles, members (Patient), their
-//! Coverages and, for dependants, the subscriber (RelatedPerson), and one attribution list
-//! (Group, atr-group profile) per contract between a payer and a provider organisation.
+//! [`generate`] writes one NDJSON file per resource type (see [`FILES`]):
 //!
-//! The same [`SynthConfig`] always gives byte-identical files. Members are streamed to disk; only
-//! 16 bytes per list entry are kept until the Groups are written at the end, so millions of
-//! members fit in little memory.
+//! - `Organization`: payers (`payer-N`, type `pay`, TIN and NAIC code) and provider organisations
+//!   (`org-N`, type `prov`, NPI and TIN); each provider organisation is also the settlement entity
+//!   of its contracts.
+//! - `Location` (`loc-N`, one per provider organisation), `Practitioner` (`pract-N`, NPI) and
+//!   `PractitionerRole` (`role-N`, linking `pract-N` to its organisation and location).
+//! - `Patient` (`pat-N`, member id `MB`, sometimes `MR`, `MC` and `MA`), `Coverage` (`cov-N`, one
+//!   per patient, paid by the payer of the member's primary list) and `RelatedPerson` (`rp-N`, the
+//!   subscriber of a dependant, only where a Coverage points at it).
+//! - `Group` (`list-N`, atr-group): one attribution list per contract between a payer and a
+//!   provider organisation, each on one line with its whole `member` array.
+//!
+//! NPIs carry a valid Luhn check digit; identifiers that must be unique (NPIs, TINs, member ids)
+//! are. The same [`SynthConfig`] always gives byte-identical files. Members are streamed to disk
+//! as they are generated; only 16 bytes per list entry are kept until the Groups are written at
+//! the end, so 5 million members fit in about 100 MB.
 
 mod address;
 mod date;
 mod fhir;
 mod ids;
+mod json;
 mod lists;
 mod members;
 mod names;
@@ -24,7 +34,7 @@ mod writer;
 use std::path::Path;
 
 use lists::{Entry, ListDef};
-use members::MemberPlan;
+use members::{MemberBuffers, MemberPlan};
 use payers::Payer;
 use providers::{Practitioner, ProviderOrg};
 use writer::NdjsonFile;
@@ -39,7 +49,7 @@ pub struct SynthConfig {
     pub lists: u64,
     /// Payer organisations, at least 1.
     pub payers: u64,
-    /// Provider organisations; 0 means `max(lists, 3)`.
+    /// Provider organisations; 0 (the default) means `max(lists, 3)`.
     pub provider_orgs: u64,
     /// Practitioners (each with one PractitionerRole) per provider organisation, at least 1.
     pub practitioners_per_org: u64,
@@ -55,7 +65,7 @@ impl Default for SynthConfig {
             members: 1000,
             lists: 10,
             payers: 2,
-            provider_orgs: 10,
+            provider_orgs: 0,
             practitioners_per_org: 5,
             largest_list_share: 0.5,
         }
@@ -193,13 +203,14 @@ pub fn generate(config: &SynthConfig, out_dir: &Path) -> Result<SynthSummary, Sy
         config.largest_list_share,
     );
     let mut entries: Vec<Vec<Entry>> = vec![Vec::new(); lists.len()];
+    let mut buffers = MemberBuffers::new();
     for m in 0..config.members {
-        let member = plan.member(m, &mut entries);
-        patient.write(&member.patient)?;
-        if let Some(rp) = &member.related_person {
-            related.write(rp)?;
+        plan.member(m, &mut buffers, &mut entries);
+        patient.write_line(buffers.patient.as_bytes())?;
+        if !buffers.related_person.as_bytes().is_empty() {
+            related.write_line(buffers.related_person.as_bytes())?;
         }
-        coverage.write(&member.coverage)?;
+        coverage.write_line(buffers.coverage.as_bytes())?;
     }
 
     // Groups, each one line written piece by piece.

@@ -1,28 +1,38 @@
 //! Members: a Patient, its Coverage, the RelatedPerson subscriber when the member is a dependant,
 //! and the member's entries on the attribution lists.
-
-use serde_json::{Value, json};
+//!
+//! There can be millions of members, so their resources are written as JSON text straight into
+//! reused buffers ([`Json`]) rather than built as `serde_json::Value`s.
 
 use crate::address::{city_near, phone_number, street_address};
 use crate::date::Date;
 use crate::fhir::{
     Address, SYSTEM_COVERAGE_CLASS, SYSTEM_MBI, SYSTEM_PRODUCT_TYPE, SYSTEM_ROLE_CODE,
-    SYSTEM_SUBSCRIBER_RELATIONSHIP, concept, human_name, phone, profile, reference,
-    typed_identifier,
+    SYSTEM_SUBSCRIBER_RELATIONSHIP, profile, write_coding, write_concept_field, write_meta_profile,
+    write_name_field, write_phone, write_reference_field, write_typed_identifier,
 };
 use crate::ids;
+use crate::json::Json;
 use crate::lists::{ChangeType, Entry, ListDef, ProviderKind};
 use crate::names::{EMPLOYERS, FAMILY, FEMALE_GIVEN, MALE_GIVEN};
 use crate::payers::Payer;
 use crate::providers::ProviderOrg;
 use crate::rng::{Rng, stream};
 
-/// Ages are as of this date.
+/// Ages are as of 1 January of this year.
 const AGE_REFERENCE_YEAR: i32 = 2026;
 /// Share of members attributed to two practitioners of the same list.
 const P_TWO_PROVIDERS: f64 = 0.08;
 /// Share of members that also sit on a second list (of the same payer).
 const P_SECOND_LIST: f64 = 0.05;
+
+/// A line of business.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Line {
+    Commercial,
+    Medicare,
+    Medicaid,
+}
 
 /// An insurance product (Plan-Net `InsuranceProductTypeCS`).
 #[derive(Debug, Clone, Copy)]
@@ -33,34 +43,14 @@ struct Product {
     abbr: &'static str,
     /// Used in plan names.
     label: &'static str,
-    tiers: &'static [(&'static str, &'static str)],
     line: Line,
 }
-
-/// A line of business.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Line {
-    Commercial,
-    Medicare,
-    Medicaid,
-}
-
-const COMMERCIAL_TIERS: &[(&str, &str)] = &[
-    ("BRZ", "Bronze"),
-    ("SLV", "Silver"),
-    ("SLV", "Silver"),
-    ("GLD", "Gold"),
-    ("PLT", "Platinum"),
-];
-const MEDICARE_TIERS: &[(&str, &str)] = &[("VAL", "Value"), ("CHC", "Choice"), ("PRM", "Premier")];
-const MEDICAID_TIERS: &[(&str, &str)] = &[("CMY", "Community"), ("FAM", "Family")];
 
 const fn product(
     code: &'static str,
     display: &'static str,
     abbr: &'static str,
     label: &'static str,
-    tiers: &'static [(&'static str, &'static str)],
     line: Line,
 ) -> Product {
     Product {
@@ -68,121 +58,50 @@ const fn product(
         display,
         abbr,
         label,
-        tiers,
         line,
     }
 }
 
-const COMMERCIAL: &[(Product, u32)] = &[
-    (
-        product(
-            "commppo",
-            "Commercial PPO",
-            "PPO",
-            "PPO",
-            COMMERCIAL_TIERS,
-            Line::Commercial,
-        ),
-        35,
-    ),
-    (
-        product(
-            "commhmo",
-            "Commercial HMO",
-            "HMO",
-            "HMO",
-            COMMERCIAL_TIERS,
-            Line::Commercial,
-        ),
-        25,
-    ),
-    (
-        product(
-            "commhdhp",
-            "Commercial HDHP",
-            "HDHP",
-            "HDHP",
-            COMMERCIAL_TIERS,
-            Line::Commercial,
-        ),
-        15,
-    ),
-    (
-        product(
-            "commepo",
-            "Commercial EPO",
-            "EPO",
-            "EPO",
-            COMMERCIAL_TIERS,
-            Line::Commercial,
-        ),
-        10,
-    ),
-    (
-        product(
-            "commpos",
-            "Commercial POS",
-            "POS",
-            "POS",
-            COMMERCIAL_TIERS,
-            Line::Commercial,
-        ),
-        15,
-    ),
-];
-const MEDICARE: &[(Product, u32)] = &[
-    (
-        product(
-            "mediadv",
-            "Medicare Advantage",
-            "MAPD",
-            "Medicare Advantage",
-            MEDICARE_TIERS,
-            Line::Medicare,
-        ),
-        65,
-    ),
-    (
-        product(
-            "mediadvhmo",
-            "Medicare Advantage HMO",
-            "MAHMO",
-            "Medicare Advantage HMO",
-            MEDICARE_TIERS,
-            Line::Medicare,
-        ),
-        35,
-    ),
-];
-const MEDICAID: &[(Product, u32)] = &[
-    (
-        product(
-            "medi",
-            "Medicaid",
-            "MCD",
-            "Medicaid",
-            MEDICAID_TIERS,
-            Line::Medicaid,
-        ),
-        40,
-    ),
-    (
-        product(
-            "medihmo",
-            "Medicaid HMO",
-            "MCDHMO",
-            "Medicaid Managed Care",
-            MEDICAID_TIERS,
-            Line::Medicaid,
-        ),
-        60,
-    ),
-];
-
-fn pick_product(rng: &mut Rng, table: &[(Product, u32)]) -> Product {
-    let weights: Vec<u32> = table.iter().map(|(_, w)| *w).collect();
-    table[rng.weighted(&weights)].0
+impl Product {
+    /// Plan tiers: (code, name).
+    fn tiers(&self) -> &'static [(&'static str, &'static str)] {
+        match self.line {
+            Line::Commercial => &[
+                ("BRZ", "Bronze"),
+                ("SLV", "Silver"),
+                ("SLV", "Silver"),
+                ("GLD", "Gold"),
+                ("PLT", "Platinum"),
+            ],
+            Line::Medicare => &[("VAL", "Value"), ("CHC", "Choice"), ("PRM", "Premier")],
+            Line::Medicaid => &[("CMY", "Community"), ("FAM", "Family")],
+        }
+    }
 }
+
+use Line::{Commercial, Medicaid, Medicare};
+
+#[rustfmt::skip]
+const COMMERCIAL: [Product; 5] = [
+    product("commppo", "Commercial PPO", "PPO", "PPO", Commercial),
+    product("commhmo", "Commercial HMO", "HMO", "HMO", Commercial),
+    product("commhdhp", "Commercial HDHP", "HDHP", "HDHP", Commercial),
+    product("commepo", "Commercial EPO", "EPO", "EPO", Commercial),
+    product("commpos", "Commercial POS", "POS", "POS", Commercial),
+];
+const COMMERCIAL_WEIGHTS: [u32; 5] = [35, 25, 15, 10, 15];
+#[rustfmt::skip]
+const MEDICARE: [Product; 2] = [
+    product("mediadv", "Medicare Advantage", "MAPD", "Medicare Advantage", Medicare),
+    product("mediadvhmo", "Medicare Advantage HMO", "MAHMO", "Medicare Advantage HMO", Medicare),
+];
+const MEDICARE_WEIGHTS: [u32; 2] = [65, 35];
+#[rustfmt::skip]
+const MEDICAID: [Product; 2] = [
+    product("medi", "Medicaid", "MCD", "Medicaid", Medicaid),
+    product("medihmo", "Medicaid HMO", "MCDHMO", "Medicaid Managed Care", Medicaid),
+];
+const MEDICAID_WEIGHTS: [u32; 2] = [40, 60];
 
 /// Who holds the policy a member is covered by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,24 +111,58 @@ enum Subscriber {
     Parent,
 }
 
+/// Strings of a payer that every one of its members repeats.
+struct PayerStrings {
+    member_system: String,
+    subscriber_system: String,
+    reference: String,
+}
+
 /// Everything the members share: the payers, organisations and lists, and how members are spread
 /// over the lists.
 pub struct MemberPlan<'a> {
-    pub seed: u64,
-    pub payers: &'a [Payer],
-    pub orgs: &'a [ProviderOrg],
-    pub lists: &'a [ListDef],
-    pub practitioners_per_org: u64,
-    pub largest_list_share: f64,
+    seed: u64,
+    payers: &'a [Payer],
+    orgs: &'a [ProviderOrg],
+    lists: &'a [ListDef],
+    practitioners_per_org: u64,
+    largest_list_share: f64,
     /// For each payer, its lists.
     payer_lists: Vec<Vec<u32>>,
+    payer_strings: Vec<PayerStrings>,
+    /// For each provider organisation, its MRN system.
+    mrn_systems: Vec<String>,
+    profiles: [String; 3],
 }
 
-/// One generated member's resources.
-pub struct Member {
-    pub patient: Value,
-    pub related_person: Option<Value>,
-    pub coverage: Value,
+/// The JSON text of one member's resources, reused from member to member.
+pub struct MemberBuffers {
+    pub patient: Json,
+    pub coverage: Json,
+    /// Empty when the member is its own subscriber.
+    pub related_person: Json,
+}
+
+impl MemberBuffers {
+    pub fn new() -> MemberBuffers {
+        MemberBuffers {
+            patient: Json::new(),
+            coverage: Json::new(),
+            related_person: Json::new(),
+        }
+    }
+}
+
+/// What the generator decided about a member's subscriber, for the RelatedPerson.
+struct Household<'s> {
+    num: u64,
+    who: Subscriber,
+    subscriber_id: &'s str,
+    family: &'static str,
+    female: bool,
+    age: u32,
+    address: &'s Address,
+    phone: &'s str,
 }
 
 impl<'a> MemberPlan<'a> {
@@ -233,6 +186,20 @@ impl<'a> MemberPlan<'a> {
             practitioners_per_org,
             largest_list_share,
             payer_lists,
+            payer_strings: payers
+                .iter()
+                .map(|p| PayerStrings {
+                    member_system: p.system("member-id"),
+                    subscriber_system: p.system("subscriber-id"),
+                    reference: format!("Organization/{}", p.id()),
+                })
+                .collect(),
+            mrn_systems: orgs.iter().map(|o| o.system("mrn")).collect(),
+            profiles: [
+                profile("atr-patient"),
+                profile("atr-coverage"),
+                profile("atr-relatedperson"),
+            ],
         }
     }
 
@@ -247,13 +214,14 @@ impl<'a> MemberPlan<'a> {
         }
     }
 
-    /// Generates member `m` (0-based) and pushes its list entries onto `entries` (one vector per
-    /// list).
-    pub fn member(&self, m: u64, entries: &mut [Vec<Entry>]) -> Member {
+    /// Generates member `m` (0-based): writes its resources into `out` and pushes its list
+    /// entries onto `entries` (one vector per list).
+    pub fn member(&self, m: u64, out: &mut MemberBuffers, entries: &mut [Vec<Entry>]) {
         let mut rng = Rng::stream(self.seed, stream::MEMBER, m);
         let primary = self.primary_list(&mut rng);
         let list = &self.lists[primary];
         let payer = &self.payers[list.payer as usize];
+        let strings = &self.payer_strings[list.payer as usize];
         let org = &self.orgs[list.org as usize];
         let num = m + 1;
 
@@ -269,13 +237,13 @@ impl<'a> MemberPlan<'a> {
 
         // Insurance.
         let product = if age >= 65 {
-            pick_product(&mut rng, MEDICARE)
+            MEDICARE[rng.weighted(&MEDICARE_WEIGHTS)]
         } else if rng.chance(if age < 18 { 0.30 } else { 0.14 }) {
-            pick_product(&mut rng, MEDICAID)
+            MEDICAID[rng.weighted(&MEDICAID_WEIGHTS)]
         } else {
-            pick_product(&mut rng, COMMERCIAL)
+            COMMERCIAL[rng.weighted(&COMMERCIAL_WEIGHTS)]
         };
-        let subscriber = if product.line != Line::Commercial {
+        let subscriber = if product.line != Commercial {
             Subscriber::Myself
         } else if age < 18 || (age < 26 && rng.chance(0.6)) {
             Subscriber::Parent
@@ -284,88 +252,87 @@ impl<'a> MemberPlan<'a> {
         } else {
             Subscriber::Myself
         };
-        let medicare = product.line == Line::Medicare;
+        let medicare = product.line == Medicare;
         // Some Medicare members are dual eligible.
-        let medicaid = product.line == Line::Medicaid || (medicare && rng.chance(0.12));
+        let medicaid = product.line == Medicaid || (medicare && rng.chance(0.12));
         let (cov_start, cov_end) = coverage_period(&mut rng, birth, medicare);
         let member_id = ids::member_id(self.seed, m);
 
         // Patient.
-        let mut identifiers = vec![typed_identifier(
-            "MB",
-            &payer.system("member-id"),
-            &member_id,
-        )];
+        let patient_ref = format!("Patient/pat-{num}");
+        let j = &mut out.patient;
+        j.clear();
+        j.begin_object()
+            .field("resourceType", "Patient")
+            .field("id", &patient_ref[8..]);
+        write_meta_profile(j, &self.profiles[0]);
+        j.array_field("identifier");
+        write_typed_identifier(j, "MB", &strings.member_system, &member_id);
         if rng.chance(0.4) {
-            identifiers.push(typed_identifier(
-                "MR",
-                &org.system("mrn"),
-                &format!("{:08}", rng.below(100_000_000)),
-            ));
+            let mrn = format!("{:08}", rng.below(100_000_000));
+            write_typed_identifier(j, "MR", &self.mrn_systems[list.org as usize], &mrn);
         }
         if medicare {
-            identifiers.push(typed_identifier("MC", SYSTEM_MBI, &ids::mbi(&mut rng)));
+            write_typed_identifier(j, "MC", SYSTEM_MBI, &ids::mbi(&mut rng));
         }
         if medicaid {
-            identifiers.push(typed_identifier(
-                "MA",
-                &format!(
-                    "https://medicaid.{}.example.org/fhir/sid/member-id",
-                    address.state.to_ascii_lowercase()
-                ),
-                &format!("{}{:09}", address.state, rng.below(1_000_000_000)),
-            ));
+            let system = format!(
+                "https://medicaid.{}.example.org/fhir/sid/member-id",
+                address.state.to_ascii_lowercase()
+            );
+            let value = format!("{}{:09}", address.state, rng.below(1_000_000_000));
+            write_typed_identifier(j, "MA", &system, &value);
         }
-        let mut telecom = vec![phone(
+        j.end_array().key("active").bool(true);
+        write_name_field(j, family, &given);
+        j.array_field("telecom");
+        write_phone(
+            j,
             &home_phone,
             if rng.chance(0.6) { "home" } else { "mobile" },
-        )];
+        );
         if age >= 18 && rng.chance(0.35) {
-            telecom.push(json!({
-                "system": "email",
-                "value": format!(
-                    "{}.{}{}@example.com",
-                    given[0].to_ascii_lowercase(),
-                    family.to_ascii_lowercase().replace('\'', ""),
-                    rng.below(100)
-                ),
-            }));
+            let email = format!(
+                "{}.{}{}@example.com",
+                given[0].to_ascii_lowercase(),
+                family.to_ascii_lowercase().replace('\'', ""),
+                rng.below(100)
+            );
+            j.begin_object()
+                .field("system", "email")
+                .field("value", &email)
+                .end_object();
         }
-        let mut patient = json!({
-            "resourceType": "Patient",
-            "id": format!("pat-{num}"),
-            "meta": { "profile": [profile("atr-patient")] },
-            "identifier": identifiers,
-            "active": true,
-            "name": [human_name(family, &given, None, None)],
-            "telecom": telecom,
-            "gender": if female { "female" } else { "male" },
-            "birthDate": birth.to_string(),
-            "address": [address.to_json("home")],
-        });
+        j.end_array()
+            .field("gender", if female { "female" } else { "male" })
+            .field("birthDate", &birth.to_string());
         if rng.chance(0.5) {
-            patient["deceasedBoolean"] = json!(false);
+            j.key("deceasedBoolean").bool(false);
         }
+        j.array_field("address");
+        address.write(j, "home");
+        j.end_array().end_object();
 
         // Subscriber.
-        let patient_ref = format!("Patient/pat-{num}");
-        let (subscriber_ref, subscriber_id, related_person) = match subscriber {
-            Subscriber::Myself => (patient_ref.clone(), member_id.clone(), None),
-            other => {
+        let (subscriber_ref, subscriber_id) = match subscriber {
+            Subscriber::Myself => {
+                out.related_person.clear();
+                (patient_ref.clone(), member_id.clone())
+            }
+            who => {
                 let sid = ids::subscriber_id(self.seed, m);
-                let rp = self.related_person(
-                    &mut rng,
+                let household = Household {
                     num,
-                    other,
-                    &sid,
-                    payer,
+                    who,
+                    subscriber_id: &sid,
                     family,
                     female,
                     age,
-                    &address,
-                    &home_phone,
-                );
-                (format!("RelatedPerson/rp-{num}"), sid, Some(rp))
+                    address: &address,
+                    phone: &home_phone,
+                };
+                self.related_person(&mut rng, &mut out.related_person, strings, &household);
+                (format!("RelatedPerson/rp-{num}"), sid)
             }
         };
         let (rel_code, rel_display, dependent) = match subscriber {
@@ -375,40 +342,75 @@ impl<'a> MemberPlan<'a> {
         };
 
         // Coverage.
-        let (tier_code, tier_name) = *rng.pick(product.tiers);
-        let mut classes = vec![json!({
-            "type": concept(SYSTEM_COVERAGE_CLASS, "plan", "Plan"),
-            "value": format!("PLAN-{}-{}{:02}", product.abbr, tier_code, payer.num),
-            "name": format!("{} {} {}", payer.brand, product.label, tier_name),
-        })];
-        if product.line == Line::Commercial && rng.chance(0.75) {
+        let j = &mut out.coverage;
+        j.clear();
+        j.begin_object()
+            .field("resourceType", "Coverage")
+            .field("id", &format!("cov-{num}"));
+        write_meta_profile(j, &self.profiles[1]);
+        j.array_field("extension")
+            .begin_object()
+            .field("url", atr_model::EXT_INSURANCE_PRODUCT_TYPE);
+        write_concept_field(
+            j,
+            "valueCodeableConcept",
+            SYSTEM_PRODUCT_TYPE,
+            product.code,
+            product.display,
+        );
+        j.end_object().end_array().array_field("identifier");
+        write_typed_identifier(j, "MB", &strings.member_system, &member_id);
+        j.end_array().field("status", "active");
+        write_reference_field(j, "policyHolder", &subscriber_ref);
+        write_reference_field(j, "subscriber", &subscriber_ref);
+        j.field("subscriberId", &subscriber_id);
+        write_reference_field(j, "beneficiary", &patient_ref);
+        j.field("dependent", &dependent);
+        write_concept_field(
+            j,
+            "relationship",
+            SYSTEM_SUBSCRIBER_RELATIONSHIP,
+            rel_code,
+            rel_display,
+        );
+        j.object_field("period")
+            .field("start", &cov_start.to_string())
+            .field("end", &cov_end.to_string())
+            .end_object();
+        j.array_field("payor")
+            .begin_object()
+            .field("reference", &strings.reference)
+            .field("display", &payer.name)
+            .end_object()
+            .end_array();
+        let (tier_code, tier_name) = *rng.pick(product.tiers());
+        j.array_field("class")
+            .begin_object()
+            .object_field("type")
+            .array_field("coding");
+        write_coding(j, SYSTEM_COVERAGE_CLASS, "plan", "Plan");
+        j.end_array()
+            .end_object()
+            .field(
+                "value",
+                &format!("PLAN-{}-{}{:02}", product.abbr, tier_code, payer.num),
+            )
+            .field(
+                "name",
+                &format!("{} {} {}", payer.brand, product.label, tier_name),
+            )
+            .end_object();
+        if product.line == Commercial && rng.chance(0.75) {
             let e = rng.below(EMPLOYERS.len() as u64);
-            classes.push(json!({
-                "type": concept(SYSTEM_COVERAGE_CLASS, "group", "Group"),
-                "value": format!("GRP-{}{:04}", payer.num, e + 1),
-                "name": EMPLOYERS[e as usize],
-            }));
+            j.begin_object().object_field("type").array_field("coding");
+            write_coding(j, SYSTEM_COVERAGE_CLASS, "group", "Group");
+            j.end_array()
+                .end_object()
+                .field("value", &format!("GRP-{}{:04}", payer.num, e + 1))
+                .field("name", EMPLOYERS[e as usize])
+                .end_object();
         }
-        let coverage = json!({
-            "resourceType": "Coverage",
-            "id": format!("cov-{num}"),
-            "meta": { "profile": [profile("atr-coverage")] },
-            "extension": [{
-                "url": atr_model::EXT_INSURANCE_PRODUCT_TYPE,
-                "valueCodeableConcept": concept(SYSTEM_PRODUCT_TYPE, product.code, product.display),
-            }],
-            "identifier": [typed_identifier("MB", &payer.system("member-id"), &member_id)],
-            "status": "active",
-            "policyHolder": reference(&subscriber_ref),
-            "subscriber": reference(&subscriber_ref),
-            "subscriberId": subscriber_id,
-            "beneficiary": reference(&patient_ref),
-            "dependent": dependent,
-            "relationship": concept(SYSTEM_SUBSCRIBER_RELATIONSHIP, rel_code, rel_display),
-            "period": { "start": cov_start.to_string(), "end": cov_end.to_string() },
-            "payor": [payer.reference()],
-            "class": classes,
-        });
+        j.end_array().end_object();
 
         // Attribution.
         let two = rng.chance(P_TWO_PROVIDERS);
@@ -422,50 +424,20 @@ impl<'a> MemberPlan<'a> {
                     .unwrap_or(0);
                 let other =
                     (pos + 1 + rng.below(same_payer.len() as u64 - 1) as usize) % same_payer.len();
-                self.attribute(
-                    &mut rng,
-                    m,
-                    same_payer[other] as usize,
-                    false,
-                    cov_start,
-                    cov_end,
-                    entries,
-                );
+                let li = same_payer[other] as usize;
+                self.attribute(&mut rng, m, li, false, cov_start, cov_end, entries);
             }
-        }
-
-        Member {
-            patient,
-            related_person,
-            coverage,
         }
     }
 
     /// The subscriber of a dependant: the member's spouse or parent.
-    #[allow(clippy::too_many_arguments)]
-    fn related_person(
-        &self,
-        rng: &mut Rng,
-        num: u64,
-        who: Subscriber,
-        subscriber_id: &str,
-        payer: &Payer,
-        member_family: &str,
-        member_female: bool,
-        member_age: u32,
-        address: &Address,
-        home_phone: &str,
-    ) -> Value {
-        let (female, age, family, code, display) = match who {
+    fn related_person(&self, rng: &mut Rng, j: &mut Json, strings: &PayerStrings, h: &Household) {
+        let (female, age, family, code, display) = match h.who {
             Subscriber::Spouse => {
-                let female = if rng.chance(0.9) {
-                    !member_female
-                } else {
-                    member_female
-                };
-                let age = (member_age as i64 + rng.range(-6, 6)).clamp(20, 95) as u32;
+                let female = if rng.chance(0.9) { !h.female } else { h.female };
+                let age = (i64::from(h.age) + rng.range(-6, 6)).clamp(20, 95) as u32;
                 let family = if rng.chance(0.8) {
-                    member_family
+                    h.family
                 } else {
                     *rng.pick(FAMILY)
                 };
@@ -473,9 +445,9 @@ impl<'a> MemberPlan<'a> {
             }
             _ => {
                 let female = rng.chance(0.55);
-                let age = member_age + rng.range(20, 42) as u32;
+                let age = h.age + rng.range(20, 42) as u32;
                 let family = if rng.chance(0.85) {
-                    member_family
+                    h.family
                 } else {
                     *rng.pick(FAMILY)
                 };
@@ -484,20 +456,29 @@ impl<'a> MemberPlan<'a> {
         };
         let given = given_names(rng, female);
         let birth = birth_date(rng, age);
-        json!({
-            "resourceType": "RelatedPerson",
-            "id": format!("rp-{num}"),
-            "meta": { "profile": [profile("atr-relatedperson")] },
-            "identifier": [typed_identifier("SN", &payer.system("subscriber-id"), subscriber_id)],
-            "active": true,
-            "patient": reference(&format!("Patient/pat-{num}")),
-            "relationship": [concept(SYSTEM_ROLE_CODE, code, display)],
-            "name": [human_name(family, &given, None, None)],
-            "telecom": [phone(home_phone, "home")],
-            "gender": if female { "female" } else { "male" },
-            "birthDate": birth.to_string(),
-            "address": [address.to_json("home")],
-        })
+        j.clear();
+        j.begin_object()
+            .field("resourceType", "RelatedPerson")
+            .field("id", &format!("rp-{}", h.num));
+        write_meta_profile(j, &self.profiles[2]);
+        j.array_field("identifier");
+        write_typed_identifier(j, "SN", &strings.subscriber_system, h.subscriber_id);
+        j.end_array().key("active").bool(true);
+        write_reference_field(j, "patient", &format!("Patient/pat-{}", h.num));
+        j.array_field("relationship")
+            .begin_object()
+            .array_field("coding");
+        write_coding(j, SYSTEM_ROLE_CODE, code, display);
+        j.end_array().end_object().end_array();
+        write_name_field(j, family, &given);
+        j.array_field("telecom");
+        write_phone(j, h.phone, "home");
+        j.end_array()
+            .field("gender", if female { "female" } else { "male" })
+            .field("birthDate", &birth.to_string())
+            .array_field("address");
+        h.address.write(j, "home");
+        j.end_array().end_object();
     }
 
     /// Puts member `m` on list `li` (twice, with two practitioners, when `two`).

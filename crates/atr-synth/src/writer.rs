@@ -38,6 +38,14 @@ impl NdjsonFile {
         Ok(())
     }
 
+    /// Writes one resource given as compact JSON text (without the newline).
+    pub fn write_line(&mut self, json: &[u8]) -> io::Result<()> {
+        self.out.write_all(json)?;
+        self.out.write_all(b"\n")?;
+        self.count += 1;
+        Ok(())
+    }
+
     /// Writes one resource whose line the caller produces (it must end with a newline).
     pub fn write_with<F>(&mut self, f: F) -> io::Result<()>
     where
@@ -50,9 +58,7 @@ impl NdjsonFile {
 
     /// Flushes and closes the file: `(resource type, resources written, bytes)`.
     pub fn finish(self) -> io::Result<(&'static str, u64, u64)> {
-        let file = self.out.into_inner().map_err(|e| e.into_error())?;
-        file.sync_data().or_else(|_| Ok::<(), io::Error>(()))?;
-        drop(file);
+        drop(self.out.into_inner().map_err(|e| e.into_error())?);
         let bytes = std::fs::metadata(&self.path)?.len();
         Ok((self.resource_type, self.count, bytes))
     }

@@ -27,6 +27,12 @@ fn read_lines(dir: &Path, resource_type: &str) -> Vec<Value> {
             assert!(!l.trim().is_empty(), "{resource_type}: blank line");
             let v: Value = serde_json::from_str(l).unwrap();
             assert_eq!(v["resourceType"], resource_type);
+            // Compact and canonical: exactly what serde_json writes for the same content.
+            assert_eq!(
+                serde_json::to_string(&v).unwrap(),
+                l,
+                "{resource_type}: not canonical"
+            );
             v
         })
         .collect()
@@ -85,31 +91,68 @@ fn same_seed_same_bytes_other_seed_other_bytes() {
 #[test]
 fn files_parse_ids_are_unique_and_references_resolve() {
     let dir = tempfile::tempdir().unwrap();
-    let config = small();
-    let summary = generate(&config, dir.path()).unwrap();
-    let all = read_all(dir.path());
-
-    // Counts and sizes match the files.
-    let mut total = 0;
-    for t in FILES {
-        assert_eq!(summary.count(t), all[t].len() as u64, "{t}");
-        total += std::fs::metadata(dir.path().join(format!("{t}.ndjson")))
-            .unwrap()
-            .len();
-    }
-    assert_eq!(summary.bytes, total);
+    let summary = generate(&small(), dir.path()).unwrap();
+    check_consistency(dir.path(), &summary, 300);
     assert_eq!(summary.count("Patient"), 300);
     assert_eq!(summary.count("Coverage"), 300);
     assert_eq!(summary.count("Group"), 7);
-    assert_eq!(summary.count("Organization"), 2 + 10);
-    assert_eq!(summary.count("Practitioner"), 50);
-    assert_eq!(summary.count("PractitionerRole"), 50);
-    assert_eq!(summary.count("Location"), 10);
+    assert_eq!(summary.count("Organization"), 2 + 7);
+    assert_eq!(summary.count("Practitioner"), 35);
+    assert_eq!(summary.count("PractitionerRole"), 35);
+    assert_eq!(summary.count("Location"), 7);
     let related = summary.count("RelatedPerson");
     assert!(
         related > 30 && related < 180,
         "{related} subscribers who are not the member"
     );
+}
+
+#[test]
+fn more_lists_than_organisations_stay_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SynthConfig {
+        seed: 11,
+        members: 400,
+        lists: 12,
+        payers: 3,
+        provider_orgs: 4,
+        practitioners_per_org: 3,
+        largest_list_share: 0.2,
+    };
+    let summary = generate(&config, dir.path()).unwrap();
+    check_consistency(dir.path(), &summary, 400);
+    assert_eq!(summary.count("Organization"), 3 + 4);
+    assert_eq!(summary.count("Group"), 12);
+    // Twelve distinct (payer, organisation) contracts.
+    let groups = read_lines(dir.path(), "Group");
+    let pairs: HashSet<(String, String)> = groups
+        .iter()
+        .map(|g| {
+            (
+                g["managingEntity"]["reference"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                identifier_values(g, atr_model::SYSTEM_NPI)[0].to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(pairs.len(), 12);
+}
+
+/// Parses every file and checks counts, ids, references and the Group rules.
+fn check_consistency(dir: &Path, summary: &atr_synth::SynthSummary, members: usize) {
+    let all = read_all(dir);
+
+    // Counts and sizes match the files.
+    let mut total = 0;
+    for t in FILES {
+        assert_eq!(summary.count(t), all[t].len() as u64, "{t}");
+        total += std::fs::metadata(dir.join(format!("{t}.ndjson")))
+            .unwrap()
+            .len();
+    }
+    assert_eq!(summary.bytes, total);
 
     // Ids are FHIR ids and unique per type.
     let mut present: HashSet<String> = HashSet::new();
@@ -275,7 +318,7 @@ fn files_parse_ids_are_unique_and_references_resolve() {
             .max()
             .unwrap()
     );
-    assert!(total_entries >= 300);
+    assert!(total_entries >= members);
 }
 
 #[test]
@@ -302,8 +345,8 @@ fn npis_are_valid_and_tins_have_nine_digits() {
             }
         }
     }
-    assert_eq!(npis.len(), 10 + 50);
-    assert_eq!(tins, 12 + 7);
+    assert_eq!(npis.len(), 7 + 35);
+    assert_eq!(tins, 9 + 7);
 }
 
 #[test]

@@ -99,41 +99,53 @@ impl Row {
         match std::mem::replace(&mut self.0[i], Val::Bool(false)) {
             Val::Text(s) => s,
             Val::OptText(s) => s.unwrap_or_default(),
-            other => panic!("column {i} is {other:?}, not text: a query and its column list disagree"),
+            other => {
+                panic!("column {i} is {other:?}, not text: a query and its column list disagree")
+            }
         }
     }
     pub fn opt_text(&mut self, i: usize) -> Option<String> {
         match std::mem::replace(&mut self.0[i], Val::Bool(false)) {
             Val::Text(s) => Some(s),
             Val::OptText(s) => s,
-            other => panic!("column {i} is {other:?}, not text: a query and its column list disagree"),
+            other => {
+                panic!("column {i} is {other:?}, not text: a query and its column list disagree")
+            }
         }
     }
     pub fn int(&self, i: usize) -> i64 {
         match &self.0[i] {
             Val::Int(v) => *v,
             Val::OptInt(v) => v.unwrap_or(0),
-            other => panic!("column {i} is {other:?}, not an integer: a query and its column list disagree"),
+            other => panic!(
+                "column {i} is {other:?}, not an integer: a query and its column list disagree"
+            ),
         }
     }
     pub fn opt_int(&self, i: usize) -> Option<i64> {
         match &self.0[i] {
             Val::Int(v) => Some(*v),
             Val::OptInt(v) => *v,
-            other => panic!("column {i} is {other:?}, not an integer: a query and its column list disagree"),
+            other => panic!(
+                "column {i} is {other:?}, not an integer: a query and its column list disagree"
+            ),
         }
     }
     pub fn bool(&self, i: usize) -> bool {
         match &self.0[i] {
             Val::Bool(v) => *v,
             Val::Int(v) => *v != 0,
-            other => panic!("column {i} is {other:?}, not a boolean: a query and its column list disagree"),
+            other => panic!(
+                "column {i} is {other:?}, not a boolean: a query and its column list disagree"
+            ),
         }
     }
     pub fn bytes(&mut self, i: usize) -> Vec<u8> {
         match std::mem::replace(&mut self.0[i], Val::Bool(false)) {
             Val::Bytes(b) => b,
-            other => panic!("column {i} is {other:?}, not bytes: a query and its column list disagree"),
+            other => {
+                panic!("column {i} is {other:?}, not bytes: a query and its column list disagree")
+            }
         }
     }
 }
@@ -198,22 +210,36 @@ impl Pool {
         })
     }
 
-    pub async fn fetch_all(&self, sql: &str, args: &[Arg], cols: &[Col]) -> Result<Vec<Row>, StoreError> {
+    pub async fn fetch_all(
+        &self,
+        sql: &str,
+        args: &[Arg],
+        cols: &[Col],
+    ) -> Result<Vec<Row>, StoreError> {
         Ok(match self {
             Pool::Sqlite(p) => {
                 let q = bind_all!(sqlx::query(AssertSqlSafe(sql)), args);
                 let rows = q.fetch_all(p).await?;
-                rows.iter().map(|r| decode_sqlite(r, cols)).collect::<Result<_, _>>()?
+                rows.iter()
+                    .map(|r| decode_sqlite(r, cols))
+                    .collect::<Result<_, _>>()?
             }
             Pool::Postgres(p) => {
                 let q = bind_all!(sqlx::query(AssertSqlSafe(sql)), args);
                 let rows = q.fetch_all(p).await?;
-                rows.iter().map(|r| decode_pg(r, cols)).collect::<Result<_, _>>()?
+                rows.iter()
+                    .map(|r| decode_pg(r, cols))
+                    .collect::<Result<_, _>>()?
             }
         })
     }
 
-    pub async fn fetch_optional(&self, sql: &str, args: &[Arg], cols: &[Col]) -> Result<Option<Row>, StoreError> {
+    pub async fn fetch_optional(
+        &self,
+        sql: &str,
+        args: &[Arg],
+        cols: &[Col],
+    ) -> Result<Option<Row>, StoreError> {
         Ok(self.fetch_all(sql, args, cols).await?.into_iter().next())
     }
 
@@ -227,7 +253,9 @@ impl Pool {
         match self {
             Pool::Sqlite(p) => {
                 let q = bind_all!(sqlx::query(AssertSqlSafe(sql)), args);
-                q.fetch(p).map(move |r| Ok(decode_sqlite(&r?, cols)?)).boxed()
+                q.fetch(p)
+                    .map(move |r| Ok(decode_sqlite(&r?, cols)?))
+                    .boxed()
             }
             Pool::Postgres(p) => {
                 let q = bind_all!(sqlx::query(AssertSqlSafe(sql)), args);
@@ -240,25 +268,49 @@ impl Pool {
 impl Tx {
     pub async fn execute(&mut self, sql: &str, args: &[Arg]) -> Result<u64, StoreError> {
         Ok(match self {
-            Tx::Sqlite(tx) => bind_all!(sqlx::query(AssertSqlSafe(sql)), args).execute(&mut **tx).await?.rows_affected(),
-            Tx::Postgres(tx) => bind_all!(sqlx::query(AssertSqlSafe(sql)), args).execute(&mut **tx).await?.rows_affected(),
+            Tx::Sqlite(tx) => bind_all!(sqlx::query(AssertSqlSafe(sql)), args)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
+            Tx::Postgres(tx) => bind_all!(sqlx::query(AssertSqlSafe(sql)), args)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
         })
     }
 
-    pub async fn fetch_all(&mut self, sql: &str, args: &[Arg], cols: &[Col]) -> Result<Vec<Row>, StoreError> {
+    pub async fn fetch_all(
+        &mut self,
+        sql: &str,
+        args: &[Arg],
+        cols: &[Col],
+    ) -> Result<Vec<Row>, StoreError> {
         Ok(match self {
             Tx::Sqlite(tx) => {
-                let rows = bind_all!(sqlx::query(AssertSqlSafe(sql)), args).fetch_all(&mut **tx).await?;
-                rows.iter().map(|r| decode_sqlite(r, cols)).collect::<Result<_, _>>()?
+                let rows = bind_all!(sqlx::query(AssertSqlSafe(sql)), args)
+                    .fetch_all(&mut **tx)
+                    .await?;
+                rows.iter()
+                    .map(|r| decode_sqlite(r, cols))
+                    .collect::<Result<_, _>>()?
             }
             Tx::Postgres(tx) => {
-                let rows = bind_all!(sqlx::query(AssertSqlSafe(sql)), args).fetch_all(&mut **tx).await?;
-                rows.iter().map(|r| decode_pg(r, cols)).collect::<Result<_, _>>()?
+                let rows = bind_all!(sqlx::query(AssertSqlSafe(sql)), args)
+                    .fetch_all(&mut **tx)
+                    .await?;
+                rows.iter()
+                    .map(|r| decode_pg(r, cols))
+                    .collect::<Result<_, _>>()?
             }
         })
     }
 
-    pub async fn fetch_optional(&mut self, sql: &str, args: &[Arg], cols: &[Col]) -> Result<Option<Row>, StoreError> {
+    pub async fn fetch_optional(
+        &mut self,
+        sql: &str,
+        args: &[Arg],
+        cols: &[Col],
+    ) -> Result<Option<Row>, StoreError> {
         Ok(self.fetch_all(sql, args, cols).await?.into_iter().next())
     }
 

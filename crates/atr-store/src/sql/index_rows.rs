@@ -11,11 +11,18 @@ use crate::StoreError;
 pub(crate) const ROWS_PER_INSERT: usize = 500;
 
 /// Removes the index rows of resources (before their new version's rows go in).
-pub(crate) async fn delete_index(tx: &mut Tx, rtype: ResourceType, ids: &[String]) -> Result<(), StoreError> {
+pub(crate) async fn delete_index(
+    tx: &mut Tx,
+    rtype: ResourceType,
+    ids: &[String],
+) -> Result<(), StoreError> {
     for chunk in ids.chunks(ROWS_PER_INSERT) {
         for table in ["search_token", "search_string", "search_ref"] {
-            let mut st = super::statement::Statement::new(&format!("DELETE FROM {table} WHERE rtype = "));
-            st.bind(rtype.as_str()).push(" AND id IN ").bind_list(chunk.iter().cloned());
+            let mut st =
+                super::statement::Statement::new(&format!("DELETE FROM {table} WHERE rtype = "));
+            st.bind(rtype.as_str())
+                .push(" AND id IN ")
+                .bind_list(chunk.iter().cloned());
             tx.execute(&st.sql, &st.args).await?;
         }
     }
@@ -45,15 +52,41 @@ pub(crate) async fn insert_index(
             ]);
         }
         for s in &idx.strings {
-            strings.push([t.into(), (*id).into(), s.param.into(), s.norm.clone().into(), s.raw.clone().into()]);
+            strings.push([
+                t.into(),
+                (*id).into(),
+                s.param.into(),
+                s.norm.clone().into(),
+                s.raw.clone().into(),
+            ]);
         }
         for r in &idx.refs {
-            refs.push([t.into(), (*id).into(), r.param.into(), r.target.clone().into()]);
+            refs.push([
+                t.into(),
+                (*id).into(),
+                r.param.into(),
+                r.target.clone().into(),
+            ]);
         }
     }
-    insert_rows(tx, "INSERT INTO search_token (rtype, id, param, system, code, type_system, type_code) VALUES ", tokens).await?;
-    insert_rows(tx, "INSERT INTO search_string (rtype, id, param, norm, raw) VALUES ", strings).await?;
-    insert_rows(tx, "INSERT INTO search_ref (rtype, id, param, target) VALUES ", refs).await?;
+    insert_rows(
+        tx,
+        "INSERT INTO search_token (rtype, id, param, system, code, type_system, type_code) VALUES ",
+        tokens,
+    )
+    .await?;
+    insert_rows(
+        tx,
+        "INSERT INTO search_string (rtype, id, param, norm, raw) VALUES ",
+        strings,
+    )
+    .await?;
+    insert_rows(
+        tx,
+        "INSERT INTO search_ref (rtype, id, param, target) VALUES ",
+        refs,
+    )
+    .await?;
     Ok(())
 }
 

@@ -48,7 +48,12 @@ pub(crate) async fn write_roster(
                 next_ord = next_ord.max(ord + 1);
                 current.insert(
                     row.text(1),
-                    CurrentRow { row_id: row.int(0), content_hash: row.int(2), inactive: row.bool(3), ord },
+                    CurrentRow {
+                        row_id: row.int(0),
+                        content_hash: row.int(2),
+                        inactive: row.bool(3),
+                        ord,
+                    },
                 );
                 Ok(())
             },
@@ -65,7 +70,11 @@ pub(crate) async fn write_roster(
             Some(old) if old.content_hash == entry.content_hash => continue,
             Some(old) => {
                 ended.push(old.row_id);
-                let code = if entry.inactive && !old.inactive { "dropped" } else { "changed" };
+                let code = if entry.inactive && !old.inactive {
+                    "dropped"
+                } else {
+                    "changed"
+                };
                 (old.ord, code)
             }
             None => {
@@ -73,7 +82,9 @@ pub(crate) async fn write_roster(
                 (next_ord - 1, if entry.inactive { "dropped" } else { "new" })
             }
         };
-        let change_type = entry.change_type.or_else(|| derive.then(|| derived.to_string()));
+        let change_type = entry
+            .change_type
+            .or_else(|| derive.then(|| derived.to_string()));
         inserts.push([
             group_id.into(),
             ord.into(),
@@ -113,7 +124,9 @@ async fn flush_inserts(tx: &mut Tx, rows: Vec<[Arg; 14]>) -> Result<(), StoreErr
 async fn end_rows(tx: &mut Tx, version: i64, row_ids: &[i64]) -> Result<(), StoreError> {
     for chunk in row_ids.chunks(ROWS_PER_INSERT) {
         let mut st = Statement::new("UPDATE group_member SET to_version = ");
-        st.bind(version).push(" WHERE row_id IN ").bind_list(chunk.iter().copied());
+        st.bind(version)
+            .push(" WHERE row_id IN ")
+            .bind_list(chunk.iter().copied());
         tx.execute(&st.sql, &st.args).await?;
     }
     Ok(())
@@ -192,7 +205,10 @@ async fn pump(
         let code = shown_change_type(derive, row.int(0), version, stored.as_deref(), row.bool(2));
         write_member(&mut buf, code, &row.text(3), &row.text(4));
         if buf.len() >= CHUNK {
-            let chunk = Bytes::from(std::mem::replace(&mut buf, Vec::with_capacity(CHUNK + 4096)));
+            let chunk = Bytes::from(std::mem::replace(
+                &mut buf,
+                Vec::with_capacity(CHUNK + 4096),
+            ));
             if out.send(Ok(chunk)).await.is_err() {
                 return Ok(()); // the client went away
             }

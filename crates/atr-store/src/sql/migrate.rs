@@ -15,7 +15,8 @@ pub(crate) async fn run(pool: &Pool, migrations: &[Migration]) -> Result<(), Sto
     tx.execute(create, &[]).await?;
     if let super::db::Tx::Postgres(_) = tx {
         // Several instances starting at once: one migrates, the others wait and find it done.
-        tx.execute("SELECT pg_advisory_xact_lock(7366010001)", &[]).await?;
+        tx.execute("SELECT pg_advisory_xact_lock(7366010001)", &[])
+            .await?;
     }
     let applied: Vec<i64> = tx
         .fetch_all("SELECT version FROM atr_schema_migration", &[], &[Col::Int])
@@ -24,10 +25,16 @@ pub(crate) async fn run(pool: &Pool, migrations: &[Migration]) -> Result<(), Sto
         .map(|r| r.int(0))
         .collect();
     for m in migrations.iter().filter(|m| !applied.contains(&m.version)) {
-        tx.execute_script(m.sql).await.map_err(|e| StoreError::Migration(format!("{} ({}): {e}", m.version, m.name)))?;
+        tx.execute_script(m.sql)
+            .await
+            .map_err(|e| StoreError::Migration(format!("{} ({}): {e}", m.version, m.name)))?;
         tx.execute(
             "INSERT INTO atr_schema_migration (version, name, applied_at) VALUES ($1, $2, $3)",
-            &[Arg::Int(m.version), Arg::from(m.name), Arg::Int(atr_model::instant::now_micros())],
+            &[
+                Arg::Int(m.version),
+                Arg::from(m.name),
+                Arg::Int(atr_model::instant::now_micros()),
+            ],
         )
         .await?;
     }

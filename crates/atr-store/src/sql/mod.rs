@@ -20,8 +20,8 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use self::db::{Arg, Col, Dialect, Pool, Row, Tx};
 use crate::{
-    MemberStream, ResourceWrite, SearchPage, SearchQuery, Store, StoreError, StoredResource, VersionInfo,
-    WriteMode, WriteOutcome,
+    MemberStream, ResourceWrite, SearchPage, SearchQuery, Store, StoreError, StoredResource,
+    VersionInfo, WriteMode, WriteOutcome,
 };
 
 /// The store over one SQL database.
@@ -88,14 +88,26 @@ fn stored(rtype: ResourceType, id: String, mut row: Row) -> StoredResource {
 
 /// The current version of a resource, locked for the rest of the transaction where the dialect
 /// needs a lock (SQLite's `BEGIN IMMEDIATE` already serialises writers).
-async fn lock_current(tx: &mut Tx, rtype: ResourceType, id: &str) -> Result<Option<(i64, bool)>, StoreError> {
+async fn lock_current(
+    tx: &mut Tx,
+    rtype: ResourceType,
+    id: &str,
+) -> Result<Option<(i64, bool)>, StoreError> {
     let sql = match tx.dialect() {
-        Dialect::Sqlite => "SELECT version, deleted FROM resource_version WHERE rtype = $1 AND id = $2 AND is_current",
+        Dialect::Sqlite => {
+            "SELECT version, deleted FROM resource_version WHERE rtype = $1 AND id = $2 AND is_current"
+        }
         Dialect::Postgres => {
             "SELECT version, deleted FROM resource_version WHERE rtype = $1 AND id = $2 AND is_current FOR UPDATE"
         }
     };
-    let row = tx.fetch_optional(sql, &[rtype.as_str().into(), id.into()], &[Col::Int, Col::Bool]).await?;
+    let row = tx
+        .fetch_optional(
+            sql,
+            &[rtype.as_str().into(), id.into()],
+            &[Col::Int, Col::Bool],
+        )
+        .await?;
     Ok(row.map(|r| (r.int(0), r.bool(1))))
 }
 
@@ -103,7 +115,10 @@ async fn lock_current(tx: &mut Tx, rtype: ResourceType, id: &str) -> Result<Opti
 fn conflict_as_exists(e: StoreError, rtype: ResourceType, id: &str) -> StoreError {
     if let StoreError::Database(sqlx::Error::Database(db)) = &e {
         if db.is_unique_violation() {
-            return StoreError::AlreadyExists { rtype: rtype.to_string(), id: id.to_string() };
+            return StoreError::AlreadyExists {
+                rtype: rtype.to_string(),
+                id: id.to_string(),
+            };
         }
     }
     e
@@ -111,15 +126,33 @@ fn conflict_as_exists(e: StoreError, rtype: ResourceType, id: &str) -> StoreErro
 
 /// Writes one resource inside `tx`: new version row, index rows, Group member rows.
 async fn write_in(tx: &mut Tx, w: ResourceWrite) -> Result<WriteOutcome, StoreError> {
-    let ResourceWrite { rtype, id, mut resource, index, members, mode, expected_version } = w;
+    let ResourceWrite {
+        rtype,
+        id,
+        mut resource,
+        index,
+        members,
+        mode,
+        expected_version,
+    } = w;
     let current = lock_current(tx, rtype, &id).await?;
     if let (WriteMode::Create, Some((_, false))) = (mode, current) {
-        return Err(StoreError::AlreadyExists { rtype: rtype.to_string(), id });
+        return Err(StoreError::AlreadyExists {
+            rtype: rtype.to_string(),
+            id,
+        });
     }
     if let Some(expected) = expected_version {
-        let now = current.filter(|(_, deleted)| !deleted).map_or(0, |(v, _)| v);
+        let now = current
+            .filter(|(_, deleted)| !deleted)
+            .map_or(0, |(v, _)| v);
         if now != expected {
-            return Err(StoreError::VersionConflict { rtype: rtype.to_string(), id, expected, current: now });
+            return Err(StoreError::VersionConflict {
+                rtype: rtype.to_string(),
+                id,
+                expected,
+                current: now,
+            });
         }
     }
     let version = current.map_or(1, |(v, _)| v + 1);
@@ -128,7 +161,8 @@ async fn write_in(tx: &mut Tx, w: ResourceWrite) -> Result<WriteOutcome, StoreEr
         Some(members) => {
             let derive = atr_model::group::is_attribution_list(&resource);
             let has_previous = current.is_some_and(|(_, deleted)| !deleted);
-            let count = members::write_roster(tx, &id, version, members, derive, has_previous).await?;
+            let count =
+                members::write_roster(tx, &id, version, members, derive, has_previous).await?;
             resource["quantity"] = count.into();
             Some(count)
         }
@@ -159,7 +193,13 @@ async fn write_in(tx: &mut Tx, w: ResourceWrite) -> Result<WriteOutcome, StoreEr
     .await
     .map_err(|e| conflict_as_exists(e, rtype, &id))?;
     index_rows::insert_index(tx, rtype, &[(id.as_str(), &index)]).await?;
-    Ok(WriteOutcome { version, last_updated, created: current.is_none_or(|(_, d)| d), body: body.into(), member_count })
+    Ok(WriteOutcome {
+        version,
+        last_updated,
+        created: current.is_none_or(|(_, d)| d),
+        body: body.into(),
+        member_count,
+    })
 }
 
 #[async_trait]
@@ -171,7 +211,11 @@ impl Store for SqlStore {
         Ok(out)
     }
 
-    async fn delete(&self, rtype: ResourceType, id: &str) -> Result<Option<VersionInfo>, StoreError> {
+    async fn delete(
+        &self,
+        rtype: ResourceType,
+        id: &str,
+    ) -> Result<Option<VersionInfo>, StoreError> {
         let mut tx = self.pool.begin_write().await?;
         let Some((version, false)) = lock_current(&mut tx, rtype, id).await? else {
             return Ok(None);
@@ -194,7 +238,10 @@ impl Store for SqlStore {
             members::end_all(&mut tx, id, version).await?;
         }
         tx.commit().await?;
-        Ok(Some(VersionInfo { version, last_updated }))
+        Ok(Some(VersionInfo {
+            version,
+            last_updated,
+        }))
     }
 
     async fn read(
@@ -207,7 +254,11 @@ impl Store for SqlStore {
         let row = match version {
             None => {
                 self.pool
-                    .fetch_optional(&format!("{head} AND is_current"), &[rtype.as_str().into(), id.into()], &RESOURCE_COLS)
+                    .fetch_optional(
+                        &format!("{head} AND is_current"),
+                        &[rtype.as_str().into(), id.into()],
+                        &RESOURCE_COLS,
+                    )
                     .await?
             }
             Some(v) => {
@@ -244,22 +295,39 @@ impl Store for SqlStore {
                 &RESOURCE_COLS,
             )
             .await?;
-        Ok(rows.into_iter().map(|r| stored(rtype, id.to_string(), r)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| stored(rtype, id.to_string(), r))
+            .collect())
     }
 
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage, StoreError> {
         let total = if query.with_total || query.count == 0 {
             let st = search::count_statement(query);
-            let row = self.pool.fetch_optional(&st.sql, &st.args, &[Col::Int]).await?;
+            let row = self
+                .pool
+                .fetch_optional(&st.sql, &st.args, &[Col::Int])
+                .await?;
             Some(row.map_or(0, |r| r.int(0)))
         } else {
             None
         };
         if query.count == 0 {
-            return Ok(SearchPage { matches: Vec::new(), total, has_more: false });
+            return Ok(SearchPage {
+                matches: Vec::new(),
+                total,
+                has_more: false,
+            });
         }
         let st = search::page_statement(query);
-        let cols = [Col::Text, Col::Int, Col::Int, Col::Bool, Col::OptInt, Col::Bytes];
+        let cols = [
+            Col::Text,
+            Col::Int,
+            Col::Int,
+            Col::Bool,
+            Col::OptInt,
+            Col::Bytes,
+        ];
         let mut rows = self.pool.fetch_all(&st.sql, &st.args, &cols).await?;
         let has_more = rows.len() > query.count as usize;
         rows.truncate(query.count as usize);
@@ -271,19 +339,35 @@ impl Store for SqlStore {
                 stored(query.rtype, id, rest)
             })
             .collect();
-        Ok(SearchPage { matches, total, has_more })
+        Ok(SearchPage {
+            matches,
+            total,
+            has_more,
+        })
     }
 
-    fn stream_members(&self, group_id: &str, version: i64, derive_change_type: bool) -> MemberStream {
+    fn stream_members(
+        &self,
+        group_id: &str,
+        version: i64,
+        derive_change_type: bool,
+    ) -> MemberStream {
         let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(members::stream(self.pool.clone(), group_id.to_string(), version, derive_change_type, tx));
+        tokio::spawn(members::stream(
+            self.pool.clone(),
+            group_id.to_string(),
+            version,
+            derive_change_type,
+            tx,
+        ));
         Box::pin(ReceiverStream::new(rx))
     }
 
     async fn load_batch(&self, batch: Vec<ResourceWrite>) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin_write().await?;
         let n = batch.len() as u64;
-        let (groups, others): (Vec<_>, Vec<_>) = batch.into_iter().partition(|w| w.members.is_some());
+        let (groups, others): (Vec<_>, Vec<_>) =
+            batch.into_iter().partition(|w| w.members.is_some());
         load_plain(&mut tx, others).await?;
         for g in groups {
             write_in(&mut tx, g).await?;
@@ -303,7 +387,8 @@ impl Store for SqlStore {
 /// Bulk path for resources without member rows: one lookup of existing versions per type, then
 /// multi-row inserts of versions and index rows.
 async fn load_plain(tx: &mut Tx, batch: Vec<ResourceWrite>) -> Result<(), StoreError> {
-    let mut by_type: std::collections::BTreeMap<ResourceType, Vec<ResourceWrite>> = Default::default();
+    let mut by_type: std::collections::BTreeMap<ResourceType, Vec<ResourceWrite>> =
+        Default::default();
     for w in batch {
         by_type.entry(w.rtype).or_default().push(w);
     }
@@ -311,17 +396,28 @@ async fn load_plain(tx: &mut Tx, batch: Vec<ResourceWrite>) -> Result<(), StoreE
     for (rtype, writes) in by_type {
         let mut existing: std::collections::HashMap<String, i64> = Default::default();
         for chunk in writes.chunks(index_rows::ROWS_PER_INSERT) {
-            let mut st = statement::Statement::new("SELECT id, version FROM resource_version WHERE rtype = ");
-            st.bind(rtype.as_str()).push(" AND is_current AND id IN ").bind_list(chunk.iter().map(|w| w.id.clone()));
-            for mut row in tx.fetch_all(&st.sql, &st.args, &[Col::Text, Col::Int]).await? {
+            let mut st = statement::Statement::new(
+                "SELECT id, version FROM resource_version WHERE rtype = ",
+            );
+            st.bind(rtype.as_str())
+                .push(" AND is_current AND id IN ")
+                .bind_list(chunk.iter().map(|w| w.id.clone()));
+            for mut row in tx
+                .fetch_all(&st.sql, &st.args, &[Col::Text, Col::Int])
+                .await?
+            {
                 let v = row.int(1);
                 existing.insert(row.text(0), v);
             }
         }
         let replaced: Vec<String> = existing.keys().cloned().collect();
         for chunk in replaced.chunks(index_rows::ROWS_PER_INSERT) {
-            let mut st = statement::Statement::new("UPDATE resource_version SET is_current = FALSE WHERE rtype = ");
-            st.bind(rtype.as_str()).push(" AND is_current AND id IN ").bind_list(chunk.iter().cloned());
+            let mut st = statement::Statement::new(
+                "UPDATE resource_version SET is_current = FALSE WHERE rtype = ",
+            );
+            st.bind(rtype.as_str())
+                .push(" AND is_current AND id IN ")
+                .bind_list(chunk.iter().cloned());
             tx.execute(&st.sql, &st.args).await?;
         }
         index_rows::delete_index(tx, rtype, &replaced).await?;
@@ -330,12 +426,16 @@ async fn load_plain(tx: &mut Tx, batch: Vec<ResourceWrite>) -> Result<(), StoreE
         let mut seen = std::collections::HashSet::new();
         for w in &writes {
             if !seen.insert(w.id.as_str()) {
-                return Err(StoreError::AlreadyExists { rtype: rtype.to_string(), id: w.id.clone() });
+                return Err(StoreError::AlreadyExists {
+                    rtype: rtype.to_string(),
+                    id: w.id.clone(),
+                });
             }
             let version = existing.get(&w.id).map_or(1, |v| v + 1);
             let mut resource = w.resource.clone();
             atr_model::meta::stamp(&mut resource, &w.id, version, last_updated);
-            let body = serde_json::to_vec(&resource).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let body =
+                serde_json::to_vec(&resource).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             rows.push([
                 rtype.as_str().into(),
                 w.id.as_str().into(),
@@ -356,7 +456,11 @@ async fn insert_versions(tx: &mut Tx, rows: Vec<[Arg; 5]>) -> Result<(), StoreEr
     // deleted/is_current are constants; only the five varying columns are parameters.
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
-        let chunk: Vec<Arg> = rows.by_ref().take(index_rows::ROWS_PER_INSERT).flatten().collect();
+        let chunk: Vec<Arg> = rows
+            .by_ref()
+            .take(index_rows::ROWS_PER_INSERT)
+            .flatten()
+            .collect();
         let n = chunk.len() / 5;
         let mut sql = String::from(
             "INSERT INTO resource_version (rtype, id, version, last_updated, body, deleted, is_current) VALUES ",

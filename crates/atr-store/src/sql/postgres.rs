@@ -8,17 +8,25 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use super::migrate::Migration;
 use crate::StoreError;
 
-pub(crate) const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "resources", sql: include_str!("../../migrations/postgres/0001_resources.sql") }];
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "resources",
+    sql: include_str!("../../migrations/postgres/0001_resources.sql"),
+}];
 
 /// Connects; with `schema`, every connection works in that schema (created if absent).
 pub(crate) async fn connect(url: &str, schema: Option<&str>) -> Result<sqlx::PgPool, StoreError> {
     let mut options = PgConnectOptions::from_str(url)?;
     if let Some(schema) = schema {
-        let admin = PgPoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")))
-            .execute(&admin)
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
             .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
+        )))
+        .execute(&admin)
+        .await?;
         admin.close().await;
         options = options.options([("search_path", schema)]);
     }

@@ -19,17 +19,33 @@ fn like_escape(s: &str) -> String {
 /// `WHERE …` shared by the page and the total.
 fn conditions(q: &SearchQuery, st: &mut Statement) {
     let rtype = q.rtype.as_str();
-    st.push(" FROM resource_version r WHERE r.rtype = ").bind(rtype).push(" AND r.is_current AND NOT r.deleted");
+    st.push(" FROM resource_version r WHERE r.rtype = ")
+        .bind(rtype)
+        .push(" AND r.is_current AND NOT r.deleted");
     for clause in &q.clauses {
         st.push(" AND ");
         match clause {
             Clause::Id(ids) => {
                 st.push("r.id IN ").bind_list(ids.iter().cloned());
             }
-            Clause::LastUpdated { compare, start, end } => {
+            Clause::LastUpdated {
+                compare,
+                start,
+                end,
+            } => {
                 match compare {
-                    Compare::Eq => st.push("(r.last_updated >= ").bind(*start).push(" AND r.last_updated < ").bind(*end).push(")"),
-                    Compare::Ne => st.push("NOT (r.last_updated >= ").bind(*start).push(" AND r.last_updated < ").bind(*end).push(")"),
+                    Compare::Eq => st
+                        .push("(r.last_updated >= ")
+                        .bind(*start)
+                        .push(" AND r.last_updated < ")
+                        .bind(*end)
+                        .push(")"),
+                    Compare::Ne => st
+                        .push("NOT (r.last_updated >= ")
+                        .bind(*start)
+                        .push(" AND r.last_updated < ")
+                        .bind(*end)
+                        .push(")"),
                     Compare::Gt => st.push("r.last_updated >= ").bind(*end),
                     Compare::Ge => st.push("r.last_updated >= ").bind(*start),
                     Compare::Lt => st.push("r.last_updated < ").bind(*start),
@@ -37,7 +53,8 @@ fn conditions(q: &SearchQuery, st: &mut Statement) {
                 };
             }
             Clause::Token { param, any_of } => {
-                st.push("r.id IN (SELECT t.id FROM search_token t WHERE t.rtype = ").bind(rtype);
+                st.push("r.id IN (SELECT t.id FROM search_token t WHERE t.rtype = ")
+                    .bind(rtype);
                 st.push(" AND t.param = ").bind(*param).push(" AND (");
                 for (i, m) in any_of.iter().enumerate() {
                     if i > 0 {
@@ -55,7 +72,8 @@ fn conditions(q: &SearchQuery, st: &mut Statement) {
                 st.push("))");
             }
             Clause::OfType { param, any_of } => {
-                st.push("r.id IN (SELECT t.id FROM search_token t WHERE t.rtype = ").bind(rtype);
+                st.push("r.id IN (SELECT t.id FROM search_token t WHERE t.rtype = ")
+                    .bind(rtype);
                 st.push(" AND t.param = ").bind(*param).push(" AND (");
                 for (i, (type_system, type_code, value)) in any_of.iter().enumerate() {
                     if i > 0 {
@@ -63,12 +81,19 @@ fn conditions(q: &SearchQuery, st: &mut Statement) {
                     }
                     st.push("(t.code = ").bind(value.clone());
                     st.push(" AND t.type_system = ").bind(type_system.clone());
-                    st.push(" AND t.type_code = ").bind(type_code.clone()).push(")");
+                    st.push(" AND t.type_code = ")
+                        .bind(type_code.clone())
+                        .push(")");
                 }
                 st.push("))");
             }
-            Clause::String { param, mode, any_of } => {
-                st.push("r.id IN (SELECT s.id FROM search_string s WHERE s.rtype = ").bind(rtype);
+            Clause::String {
+                param,
+                mode,
+                any_of,
+            } => {
+                st.push("r.id IN (SELECT s.id FROM search_string s WHERE s.rtype = ")
+                    .bind(rtype);
                 st.push(" AND s.param = ").bind(*param).push(" AND (");
                 for (i, value) in any_of.iter().enumerate() {
                     if i > 0 {
@@ -83,20 +108,27 @@ fn conditions(q: &SearchQuery, st: &mut Statement) {
                             // A range scan on the index: every string starting with `norm` sorts
                             // between it and it followed by the highest code point.
                             st.push("(s.norm >= ").bind(norm.clone());
-                            st.push(" AND s.norm < ").bind(format!("{norm}\u{10FFFF}")).push(")");
+                            st.push(" AND s.norm < ")
+                                .bind(format!("{norm}\u{10FFFF}"))
+                                .push(")");
                         }
                         StringMode::Contains => {
                             let norm = atr_model::index::normalize_string(value);
-                            st.push("s.norm LIKE ").bind(format!("%{}%", like_escape(&norm))).push(" ESCAPE '\\'");
+                            st.push("s.norm LIKE ")
+                                .bind(format!("%{}%", like_escape(&norm)))
+                                .push(" ESCAPE '\\'");
                         }
                     }
                 }
                 st.push("))");
             }
             Clause::Reference { param, any_of } => {
-                st.push("r.id IN (SELECT f.id FROM search_ref f WHERE f.rtype = ").bind(rtype);
+                st.push("r.id IN (SELECT f.id FROM search_ref f WHERE f.rtype = ")
+                    .bind(rtype);
                 st.push(" AND f.param = ").bind(*param);
-                st.push(" AND f.target IN ").bind_list(any_of.iter().cloned()).push(")");
+                st.push(" AND f.target IN ")
+                    .bind_list(any_of.iter().cloned())
+                    .push(")");
             }
             Clause::Member(patients) => {
                 st.push("r.id IN (SELECT m.group_id FROM group_member m WHERE m.to_version IS NULL AND m.patient IN ");
@@ -108,12 +140,14 @@ fn conditions(q: &SearchQuery, st: &mut Statement) {
 
 /// The statement for one page (one row more than the page size, to tell whether more follow).
 pub(crate) fn page_statement(q: &SearchQuery) -> Statement {
-    let mut st = Statement::new("SELECT r.id, r.version, r.last_updated, r.deleted, r.member_count, r.body");
+    let mut st =
+        Statement::new("SELECT r.id, r.version, r.last_updated, r.deleted, r.member_count, r.body");
     conditions(q, &mut st);
     if let Some(after) = &q.after_id {
         st.push(" AND r.id > ").bind(after.clone());
     }
-    st.push(" ORDER BY r.id LIMIT ").bind(i64::from(q.count) + 1);
+    st.push(" ORDER BY r.id LIMIT ")
+        .bind(i64::from(q.count) + 1);
     st
 }
 
@@ -135,7 +169,10 @@ mod tests {
             rtype: ResourceType::Group,
             clauses: vec![Clause::Token {
                 param: "identifier",
-                any_of: vec![TokenMatch { system: Some("s".into()), code: Some("c".into()) }],
+                any_of: vec![TokenMatch {
+                    system: Some("s".into()),
+                    code: Some("c".into()),
+                }],
             }],
             count: 10,
             after_id: Some("g1".into()),

@@ -10,7 +10,10 @@ pub(crate) struct Statement {
 
 impl Statement {
     pub fn new(sql: &str) -> Self {
-        Statement { sql: sql.to_string(), args: Vec::new() }
+        Statement {
+            sql: sql.to_string(),
+            args: Vec::new(),
+        }
     }
 
     pub fn push(&mut self, sql: &str) -> &mut Self {

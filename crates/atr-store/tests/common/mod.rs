@@ -13,7 +13,9 @@ pub const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 /// A store of each dialect available: SQLite always, PostgreSQL when it answers (in CI it must).
 pub async fn stores() -> Vec<(Arc<dyn Store>, tempfile::TempDir)> {
     let dir = tempfile::tempdir().expect("temp dir");
-    let sqlite = SqlStore::open_sqlite(&dir.path().join("atr.db")).await.expect("open sqlite");
+    let sqlite = SqlStore::open_sqlite(&dir.path().join("atr.db"))
+        .await
+        .expect("open sqlite");
     let mut out: Vec<(Arc<dyn Store>, tempfile::TempDir)> = vec![(Arc::new(sqlite), dir)];
     let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
     match SqlStore::open_postgres(PG_URL, Some(&schema)).await {
@@ -26,19 +28,35 @@ pub async fn stores() -> Vec<(Arc<dyn Store>, tempfile::TempDir)> {
 
 /// A write of a resource given as JSON text, indexed as the server would.
 pub fn write_of(text: &str, mode: WriteMode) -> ResourceWrite {
-    let (resource, members) = if text.contains("\"resourceType\":\"Group\"") || text.contains("\"resourceType\": \"Group\"") {
+    let (resource, members) = if text.contains("\"resourceType\":\"Group\"")
+        || text.contains("\"resourceType\": \"Group\"")
+    {
         let split = split_group(text).expect("group json");
         let mut members: Vec<MemberEntry> = split
             .members
             .iter()
-            .map(|raw| MemberEntry::from_value(&serde_json::from_str::<Value>(raw.get()).expect("member")))
+            .map(|raw| {
+                MemberEntry::from_value(&serde_json::from_str::<Value>(raw.get()).expect("member"))
+            })
             .collect();
         assign_unique_keys(&mut members);
         (split.header, Some(members))
     } else {
         (serde_json::from_str::<Value>(text).expect("json"), None)
     };
-    let rtype: ResourceType = resource["resourceType"].as_str().expect("resourceType").parse().expect("type");
+    let rtype: ResourceType = resource["resourceType"]
+        .as_str()
+        .expect("resourceType")
+        .parse()
+        .expect("type");
     let id = resource["id"].as_str().expect("id").to_string();
-    ResourceWrite { rtype, id, index: extract(rtype, &resource), resource, members, mode, expected_version: None }
+    ResourceWrite {
+        rtype,
+        id,
+        index: extract(rtype, &resource),
+        resource,
+        members,
+        mode,
+        expected_version: None,
+    }
 }

@@ -1,0 +1,89 @@
+//! Every error the server answers is an `OperationOutcome` with the right status.
+
+use atr_model::{Issue, operation_outcome};
+use atr_store::StoreError;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// An HTTP error with the issues that explain it.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub issues: Vec<Issue>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, diagnostics: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            issues: vec![Issue::error(code, diagnostics)],
+        }
+    }
+
+    pub fn bad_param(param: &str, diagnostics: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            issues: vec![Issue::error("invalid", diagnostics).at(param)],
+        }
+    }
+
+    pub fn bad_request(diagnostics: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid", diagnostics)
+    }
+
+    pub fn not_found(diagnostics: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", diagnostics)
+    }
+
+    pub fn invalid_resource(issues: Vec<Issue>) -> Self {
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            issues,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match &e {
+            StoreError::VersionConflict { .. } => {
+                Self::new(StatusCode::PRECONDITION_FAILED, "conflict", e.to_string())
+            }
+            StoreError::AlreadyExists { .. } => {
+                Self::new(StatusCode::CONFLICT, "duplicate", e.to_string())
+            }
+            StoreError::NotFound { .. } => Self::not_found(e.to_string()),
+            _ if e.is_unavailable() => {
+                tracing::error!(error = %e, "database unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "transient",
+                    "the database is unavailable; retry later",
+                )
+            }
+            _ => {
+                // Details go to the log, never to the client.
+                tracing::error!(error = %e, "store failure");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "exception",
+                    "internal error while reading or writing data",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = operation_outcome(&self.issues).to_string();
+        let mut resp = (self.status, body).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(crate::negotiate::FHIR_JSON),
+        );
+        resp
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

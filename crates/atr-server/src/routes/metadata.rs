@@ -1,0 +1,100 @@
+//! `GET /metadata`: a CapabilityStatement that says what this server really does, built from the
+//! same tables that drive search, so it cannot drift from the code.
+
+use atr_model::ResourceType;
+use atr_model::index::{ParamKind, search_params};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use super::fhir_json;
+use crate::state::AppState;
+
+fn param(name: &str, kind: &str, documentation: &str) -> Value {
+    json!({"name": name, "type": kind, "documentation": documentation})
+}
+
+fn resource_entry(rtype: ResourceType) -> Value {
+    let mut params = vec![
+        param("_id", "token", "Logical id"),
+        param(
+            "_lastUpdated",
+            "date",
+            "When the current version was written (eq, ne, gt, ge, lt, le)",
+        ),
+    ];
+    for sp in search_params(rtype) {
+        let (kind, doc) = match (sp.kind, sp.name) {
+            (ParamKind::Token, "identifier") => (
+                "token",
+                "system|value, |value, value or system|; :of-type typeSystem|typeCode|value",
+            ),
+            (ParamKind::Token, _) => ("token", "system|code, |code, code or system|"),
+            (ParamKind::String, _) => (
+                "string",
+                "Case- and accent-insensitive prefix; :exact and :contains",
+            ),
+            (ParamKind::Reference, _) => ("reference", "Type/id"),
+        };
+        let mut p = param(sp.name, kind, doc);
+        p["definition"] = json!(format!(
+            "http://hl7.org/fhir/SearchParameter/{}-{}",
+            rtype.as_str(),
+            sp.name
+        ));
+        params.push(p);
+    }
+    if rtype == ResourceType::Group {
+        params.push(param(
+            "member",
+            "reference",
+            "Groups with a current member entry for this Patient",
+        ));
+    }
+    let interactions: Vec<Value> = [
+        "read",
+        "vread",
+        "history-instance",
+        "create",
+        "update",
+        "delete",
+        "search-type",
+    ]
+    .into_iter()
+    .map(|code| json!({"code": code}))
+    .collect();
+    json!({
+        "type": rtype.as_str(),
+        "supportedProfile": [rtype.atr_profile()],
+        "interaction": interactions,
+        "versioning": "versioned",
+        "readHistory": true,
+        "updateCreate": true,
+        "conditionalCreate": false,
+        "conditionalUpdate": false,
+        "conditionalDelete": "not-supported",
+        "searchParam": params,
+    })
+}
+
+pub async fn capability_statement(State(state): State<AppState>) -> Response {
+    let cs = json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-22",
+        "publisher": "atr",
+        "kind": "instance",
+        "instantiates": ["http://hl7.org/fhir/us/davinci-atr/CapabilityStatement/atr-producer"],
+        "software": {"name": "atr", "version": env!("CARGO_PKG_VERSION")},
+        "implementation": {"description": "atr: Da Vinci Member Attribution List Producer", "url": state.base_url.as_ref()},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "rest": [{
+            "mode": "server",
+            "documentation": "Groups are Member Attribution Lists; _summary=true on Group omits members but keeps quantity.",
+            "resource": ResourceType::ALL.iter().map(|t| resource_entry(*t)).collect::<Vec<_>>(),
+        }],
+    });
+    fhir_json(StatusCode::OK, &cs)
+}

@@ -1,0 +1,94 @@
+//! The FHIR REST routes and the small pieces every handler shares.
+
+mod bundle;
+mod metadata;
+mod resource;
+mod search;
+
+use atr_model::ResourceType;
+use atr_model::instant::http_date;
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use axum::routing::{get, post};
+
+use crate::error::{ApiError, ApiResult};
+use crate::negotiate::FHIR_JSON;
+use crate::render::ByteStream;
+use crate::state::AppState;
+
+pub fn fhir_routes() -> Router<AppState> {
+    Router::new()
+        .route("/metadata", get(metadata::capability_statement))
+        .route("/{rtype}", get(search::search_get).post(resource::create))
+        .route("/{rtype}/_search", post(search::search_post))
+        .route(
+            "/{rtype}/{id}",
+            get(resource::read)
+                .put(resource::update)
+                .delete(resource::delete),
+        )
+        .route("/{rtype}/{id}/_history", get(resource::history))
+        .route("/{rtype}/{id}/_history/{version}", get(resource::vread))
+}
+
+/// The resource type named in a path; unsupported types do not exist here (404).
+pub(crate) fn resource_type(name: &str) -> ApiResult<ResourceType> {
+    name.parse()
+        .map_err(|e: atr_model::resource_type::UnsupportedType| ApiError::not_found(e.to_string()))
+}
+
+pub(crate) fn check_id(id: &str) -> ApiResult<()> {
+    if atr_model::ident::is_valid_id(id) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "{id:?} is not a valid FHIR id ([A-Za-z0-9-.]{{1,64}})"
+        )))
+    }
+}
+
+pub(crate) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    query
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+/// `Prefer` header tokens, e.g. `return=minimal`, `handling=lenient`.
+pub(crate) fn prefers(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split([',', ';']))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+pub(crate) fn etag(version: i64) -> HeaderValue {
+    HeaderValue::from_str(&format!("W/\"{version}\""))
+        .unwrap_or(HeaderValue::from_static("W/\"0\""))
+}
+
+pub(crate) fn version_headers(headers: &mut HeaderMap, version: i64, last_updated: i64) {
+    headers.insert(header::ETAG, etag(version));
+    if let Ok(v) = HeaderValue::from_str(&http_date(last_updated)) {
+        headers.insert(header::LAST_MODIFIED, v);
+    }
+}
+
+pub(crate) fn fhir_body(status: StatusCode, body: ByteStream) -> Response {
+    let mut resp = Response::new(Body::from_stream(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+    resp
+}
+
+pub(crate) fn fhir_json(status: StatusCode, value: &serde_json::Value) -> Response {
+    let mut resp = Response::new(Body::from(value.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+    resp
+}

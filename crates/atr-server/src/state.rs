@@ -1,0 +1,12 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use atr_store::Store;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    /// Absolute FHIR base URL without a trailing slash, e.g. `http://127.0.0.1:8080/fhir`.
+    pub base_url: Arc<str>,
+}
