@@ -258,13 +258,13 @@ pub fn write_member(out: &mut Vec<u8>, change_type: Option<&str>, extensions: &s
 /// The `changeType` a member row shows in Group version `version`. Rows whose content changed at
 /// this version carry the code computed when they were written (or set by the Producer); rows
 /// carried over unchanged are `nochange`, except entries no longer attributed, which stay `dropped`.
-pub fn shown_change_type<'a>(
+pub fn shown_change_type(
     derive: bool,
     row_from_version: i64,
     version: i64,
-    stored: Option<&'a str>,
+    stored: Option<&str>,
     inactive: bool,
-) -> Option<&'a str> {
+) -> Option<&str> {
     if row_from_version == version {
         return stored;
     }

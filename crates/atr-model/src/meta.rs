@@ -41,10 +41,10 @@ pub fn summarize(resource: &mut Value) {
 
 /// `_summary=data`: drops the narrative only.
 pub fn drop_text(resource: &mut Value) {
-    if let Some(obj) = resource.as_object_mut() {
-        if obj.remove("text").is_some() {
-            mark_subsetted(obj);
-        }
+    if let Some(obj) = resource.as_object_mut()
+        && obj.remove("text").is_some()
+    {
+        mark_subsetted(obj);
     }
 }
 

@@ -33,32 +33,31 @@ fn format_param(query: Option<&str>) -> Option<String> {
 /// that is all the client accepts.
 pub async fn negotiate(req: Request, next: Next) -> Response {
     let format = format_param(req.uri().query());
-    if let Some(f) = &format {
-        if !is_json_media(f) {
-            return ApiError::new(
-                StatusCode::NOT_ACCEPTABLE,
-                "not-supported",
-                format!(
-                    "_format={f} is not supported: this server speaks JSON (application/fhir+json)"
-                ),
-            )
-            .into_response();
-        }
+    if let Some(f) = &format
+        && !is_json_media(f)
+    {
+        return ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "not-supported",
+            format!("_format={f} is not supported: this server speaks JSON (application/fhir+json)"),
+        )
+        .into_response();
     }
     let accept = req
         .headers()
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    if let Some(accept) = &accept {
-        if format.is_none() && !accept.split(',').any(is_json_media) {
-            return ApiError::new(
-                StatusCode::NOT_ACCEPTABLE,
-                "not-supported",
-                format!("cannot answer in {accept}: this server speaks application/fhir+json and application/json"),
-            )
-            .into_response();
-        }
+    if let Some(accept) = &accept
+        && format.is_none()
+        && !accept.split(',').any(is_json_media)
+    {
+        return ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "not-supported",
+            format!("cannot answer in {accept}: this server speaks application/fhir+json and application/json"),
+        )
+        .into_response();
     }
     if let Some(err) = check_content_type(req.method(), req.headers(), req.uri().path()) {
         return err.into_response();

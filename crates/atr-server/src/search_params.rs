@@ -53,26 +53,24 @@ pub struct ParsedSearch {
 /// Splits on commas that are not escaped with a backslash (FHIR search escaping), unescaping
 /// `\,`, `\|` and `\\`.
 fn split_values(v: &str) -> Vec<String> {
-    let mut out = vec![String::new()];
+    let mut out = Vec::new();
+    let mut current = String::new();
     let mut chars = v.chars();
     while let Some(c) = chars.next() {
         match c {
             '\\' => {
                 if let Some(next) = chars.next() {
                     if !matches!(next, ',' | '|' | '$' | '\\') {
-                        out.last_mut().map(|s| s.push('\\'));
+                        current.push('\\');
                     }
-                    out.last_mut().map(|s| s.push(next));
+                    current.push(next);
                 }
             }
-            ',' => out.push(String::new()),
-            c => {
-                if let Some(s) = out.last_mut() {
-                    s.push(c)
-                }
-            }
+            ',' => out.push(std::mem::take(&mut current)),
+            c => current.push(c),
         }
     }
+    out.push(current);
     out
 }
 

@@ -147,13 +147,9 @@ pub async fn load_dir(store: &dyn Store, path: &Path, batch: usize) -> Result<Lo
                         // A Group's rows weigh like many resources: send it on its own.
                         let heavy = w.members.as_ref().is_some_and(|m| m.len() > batch);
                         current.push(w);
-                        if current.len() >= batch || heavy {
-                            if !send(Ok(std::mem::replace(
-                                &mut current,
-                                Vec::with_capacity(batch),
-                            ))) {
-                                return;
-                            }
+                        let full = current.len() >= batch || heavy;
+                        if full && !send(Ok(std::mem::take(&mut current))) {
+                            return;
                         }
                     }
                     Err(e) => {

@@ -113,13 +113,10 @@ async fn lock_current(
 
 /// Maps a unique-key violation (a concurrent create of the same id) to `AlreadyExists`.
 fn conflict_as_exists(e: StoreError, rtype: ResourceType, id: &str) -> StoreError {
-    if let StoreError::Database(sqlx::Error::Database(db)) = &e {
-        if db.is_unique_violation() {
-            return StoreError::AlreadyExists {
-                rtype: rtype.to_string(),
-                id: id.to_string(),
-            };
-        }
+    if let StoreError::Database(sqlx::Error::Database(db)) = &e
+        && db.is_unique_violation()
+    {
+        return StoreError::AlreadyExists { rtype: rtype.to_string(), id: id.to_string() };
     }
     e
 }
