@@ -39,7 +39,9 @@ pub async fn negotiate(req: Request, next: Next) -> Response {
         return ApiError::new(
             StatusCode::NOT_ACCEPTABLE,
             "not-supported",
-            format!("_format={f} is not supported: this server speaks JSON (application/fhir+json)"),
+            format!(
+                "_format={f} is not supported: this server speaks JSON (application/fhir+json)"
+            ),
         )
         .into_response();
     }

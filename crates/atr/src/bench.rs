@@ -1,5 +1,233 @@
-pub async fn run(_a: BenchArgs) -> anyhow::Result<()> {
+//! `atr bench`: end-to-end figures on a synthetic data set, per dialect. The loader and the server
+//! run as child processes, so each one's peak memory is its own.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use futures::StreamExt;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Members in the synthetic set (all on the first list, which is the Group read back).
+    #[arg(long, default_value_t = 1_000_000)]
+    members: u64,
+    /// Attribution lists (Groups) for discovery.
+    #[arg(long, default_value_t = 10_000)]
+    lists: u64,
+    /// Discovery requests to time.
+    #[arg(long, default_value_t = 2_000)]
+    searches: usize,
+    /// PostgreSQL to measure too (a fresh schema is created).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    postgres: String,
+    #[arg(long)]
+    skip_postgres: bool,
+    /// Working directory (default: a new temporary directory, removed afterwards).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+}
+
+struct ChildGuard(Child);
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn peak_rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn store_flags(dialect: &str, dir: &Path, pg: &str, schema: &str) -> Vec<String> {
+    match dialect {
+        "sqlite" => vec![
+            "--data-dir".into(),
+            dir.join("sqlite").display().to_string(),
+        ],
+        _ => vec![
+            "--database".into(),
+            pg.into(),
+            "--schema".into(),
+            schema.into(),
+        ],
+    }
+}
+
+pub async fn run(args: BenchArgs) -> Result<()> {
+    let tmp;
+    let dir = match &args.work_dir {
+        Some(d) => d.clone(),
+        None => {
+            tmp = tempfile_dir()?;
+            tmp.clone()
+        }
+    };
+    let exe = std::env::current_exe()?;
+    let data = dir.join("ndjson");
+    let started = Instant::now();
+    let config = crate::synth_config(args.members, args.lists, 7, 1.0);
+    let summary = atr_synth::generate(&config, &data)?;
+    let resources: u64 = summary.counts.iter().map(|(_, n)| n).sum();
+    println!(
+        "synthetic set: {resources} resources, {} MB, largest list {} entries ({:.1?})",
+        summary.bytes / 1_000_000,
+        summary.largest_list_members,
+        started.elapsed()
+    );
+    let schema = format!("bench_{}", std::process::id());
+    let mut dialects = vec!["sqlite"];
+    if !args.skip_postgres {
+        dialects.push("postgres");
+    }
+    for dialect in dialects {
+        let flags = store_flags(dialect, &dir, &args.postgres, &schema);
+        // Load.
+        let t = Instant::now();
+        let out = Command::new(&exe)
+            .arg("load")
+            .arg(&data)
+            .args(&flags)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "{dialect} load failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let load_s = t.elapsed().as_secs_f64();
+        println!(
+            "[{dialect}] load: {resources} resources in {load_s:.1} s = {:.0} resources/s",
+            resources as f64 / load_s
+        );
+
+        // Serve.
+        let mut child = ChildGuard(
+            Command::new(&exe)
+                .arg("serve")
+                .args(["--listen", "127.0.0.1:0"])
+                .args(&flags)
+                .env("ATR_LOG", "warn")
+                .stderr(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()?,
+        );
+        let stderr = child.0.stderr.take().context("server stderr")?;
+        let mut base = String::new();
+        for line in BufReader::new(stderr).lines() {
+            let line = line?;
+            if let Some(rest) = line.split("serving FHIR at ").nth(1) {
+                base = rest.split_whitespace().next().unwrap_or("").to_string();
+                break;
+            }
+        }
+        if base.is_empty() {
+            bail!("{dialect} server did not start");
+        }
+        let pid = child.0.id();
+        let client = reqwest::Client::new();
+        let idle_rss = peak_rss_mb(pid).unwrap_or(0.0);
+
+        // Stream the big Group.
+        let t = Instant::now();
+        let resp = client
+            .get(format!("{base}/Group/list-1"))
+            .send()
+            .await?
+            .error_for_status()?;
+        let mut bytes = 0u64;
+        let mut body = resp.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            bytes += chunk?.len() as u64;
+        }
+        let read_s = t.elapsed().as_secs_f64();
+        println!(
+            "[{dialect}] stream Group/list-1 ({} entries): {} MB in {read_s:.2} s = {:.0} MB/s; server peak RSS {:.0} MB (idle {:.0} MB)",
+            summary.largest_list_members,
+            bytes / 1_000_000,
+            bytes as f64 / 1e6 / read_s,
+            peak_rss_mb(pid).unwrap_or(f64::NAN),
+            idle_rss
+        );
+
+        // Discovery by NPI.
+        let npis = collect_npis(&client, &base).await?;
+        let mut latencies = Vec::with_capacity(args.searches);
+        for i in 0..args.searches {
+            let npi = &npis[(i * 7919) % npis.len()];
+            let t = Instant::now();
+            let r = client
+                .get(format!(
+                    "{base}/Group?identifier=http://hl7.org/fhir/sid/us-npi|{npi}&_summary=true"
+                ))
+                .send()
+                .await?
+                .error_for_status()?;
+            r.bytes().await?;
+            latencies.push(t.elapsed());
+        }
+        latencies.sort();
+        let pct =
+            |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+        println!(
+            "[{dialect}] discovery by NPI over {} Groups ({} requests, 1 connection): median {:.2} ms, p99 {:.2} ms",
+            args.lists,
+            latencies.len(),
+            ms(pct(0.5)),
+            ms(pct(0.99))
+        );
+    }
+    if args.work_dir.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     Ok(())
 }
-#[derive(clap::Args)]
-pub struct BenchArgs {}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn tempfile_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("atr-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// NPIs of the Groups on the server, from a few pages of `_summary=true` search.
+async fn collect_npis(client: &reqwest::Client, base: &str) -> Result<Vec<String>> {
+    let mut npis = Vec::new();
+    let mut url = Some(format!(
+        "{base}/Group?_summary=true&_count=1000&_total=none"
+    ));
+    while let Some(u) = url.take() {
+        let page: serde_json::Value = client.get(&u).send().await?.json().await?;
+        for e in page["entry"].as_array().into_iter().flatten() {
+            for ident in e["resource"]["identifier"].as_array().into_iter().flatten() {
+                if ident["system"] == atr_model::SYSTEM_NPI
+                    && let Some(v) = ident["value"].as_str()
+                {
+                    npis.push(v.to_string());
+                }
+            }
+        }
+        if npis.len() >= 5000 {
+            break;
+        }
+        url = page["link"]
+            .as_array()
+            .and_then(|l| l.iter().find(|l| l["relation"] == "next"))
+            .and_then(|l| l["url"].as_str())
+            .map(str::to_string);
+    }
+    if npis.is_empty() {
+        bail!("no Group NPIs found");
+    }
+    Ok(npis)
+}

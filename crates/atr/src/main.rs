@@ -29,6 +29,9 @@ pub struct StoreArgs {
     /// Database URL: `sqlite://PATH` or `postgres://…`. Default: `<data-dir>/atr.db`.
     #[arg(long, env = "ATR_DATABASE_URL")]
     pub database: Option<String>,
+    /// PostgreSQL only: work in this schema (created if absent).
+    #[arg(long, env = "ATR_DATABASE_SCHEMA")]
+    pub schema: Option<String>,
 }
 
 #[derive(Subcommand)]

@@ -116,7 +116,10 @@ fn conflict_as_exists(e: StoreError, rtype: ResourceType, id: &str) -> StoreErro
     if let StoreError::Database(sqlx::Error::Database(db)) = &e
         && db.is_unique_violation()
     {
-        return StoreError::AlreadyExists { rtype: rtype.to_string(), id: id.to_string() };
+        return StoreError::AlreadyExists {
+            rtype: rtype.to_string(),
+            id: id.to_string(),
+        };
     }
     e
 }
