@@ -53,19 +53,33 @@ fn gone(rtype: &str, id: &str) -> ApiError {
     )
 }
 
+/// Read (`version` None) or vread: the stored version, 404 when absent, 410 when deleted.
+async fn read_version(
+    state: &AppState,
+    rtype: &str,
+    id: &str,
+    version: Option<i64>,
+    query: Option<&str>,
+) -> ApiResult<Response> {
+    let rtype = resource_type(rtype)?;
+    check_id(id)?;
+    let summary = read_summary(query)?;
+    match state.store.read(rtype, id, version).await? {
+        None => Err(ApiError::not_found(match version {
+            None => format!("{rtype}/{id} does not exist"),
+            Some(v) => format!("{rtype}/{id} has no version {v}"),
+        })),
+        Some(r) if r.deleted => Err(gone(rtype.as_str(), id)),
+        Some(r) => respond_with(state, &r, summary, StatusCode::OK),
+    }
+}
+
 pub async fn read(
     State(state): State<AppState>,
     Path((rtype, id)): Path<(String, String)>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
-    let rtype = resource_type(&rtype)?;
-    check_id(&id)?;
-    let summary = read_summary(q.as_deref())?;
-    match state.store.read(rtype, &id, None).await? {
-        None => Err(ApiError::not_found(format!("{rtype}/{id} does not exist"))),
-        Some(r) if r.deleted => Err(gone(rtype.as_str(), &id)),
-        Some(r) => respond_with(&state, &r, summary, StatusCode::OK),
-    }
+    read_version(&state, &rtype, &id, None, q.as_deref()).await
 }
 
 pub async fn vread(
@@ -73,19 +87,10 @@ pub async fn vread(
     Path((rtype, id, version)): Path<(String, String, String)>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
-    let rtype = resource_type(&rtype)?;
-    check_id(&id)?;
-    let summary = read_summary(q.as_deref())?;
     let v: i64 = version.parse().ok().filter(|v| *v > 0).ok_or_else(|| {
         ApiError::bad_request(format!("version {version:?} is not a positive integer"))
     })?;
-    match state.store.read(rtype, &id, Some(v)).await? {
-        None => Err(ApiError::not_found(format!(
-            "{rtype}/{id} has no version {v}"
-        ))),
-        Some(r) if r.deleted => Err(gone(rtype.as_str(), &id)),
-        Some(r) => respond_with(&state, &r, summary, StatusCode::OK),
-    }
+    read_version(&state, &rtype, &id, Some(v), q.as_deref()).await
 }
 
 pub async fn history(
