@@ -46,6 +46,11 @@ const GROUP: &[SearchParam] = &[
     p("name", S, "Group.name"),
     p("characteristic", T, "Group.characteristic.code"),
     p("managing-entity", R, "Group.managingEntity"),
+    p(
+        "intended-recipient",
+        T,
+        "Group.extension('http://hl7.org/fhir/us/davinci-atr/StructureDefinition/atr-intended-recipient-identifier-extension').value",
+    ),
 ];
 const PATIENT: &[SearchParam] = &[p("identifier", T, "Patient.identifier")];
 const COVERAGE: &[SearchParam] = &[
@@ -169,6 +174,15 @@ pub fn extract(rtype: ResourceType, resource: &Value) -> IndexEntries {
                             type_system: String::new(),
                             type_code: String::new(),
                         });
+                    }
+                }
+            }
+            (ParamKind::Token, "intended-recipient") => {
+                for ext in as_array(resource.get("extension")) {
+                    if str_at(ext, "url") == crate::EXT_INTENDED_RECIPIENT
+                        && let Some(ident) = ext.get("valueIdentifier")
+                    {
+                        identifier_tokens(sp.name, ident, &mut out.tokens);
                     }
                 }
             }

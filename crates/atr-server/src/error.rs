@@ -10,6 +10,8 @@ use axum::response::{IntoResponse, Response};
 pub struct ApiError {
     pub status: StatusCode,
     pub issues: Vec<Issue>,
+    /// `WWW-Authenticate` for a 401 (RFC 6750).
+    pub challenge: Option<String>,
 }
 
 impl ApiError {
@@ -17,6 +19,7 @@ impl ApiError {
         ApiError {
             status,
             issues: vec![Issue::error(code, diagnostics)],
+            challenge: None,
         }
     }
 
@@ -24,6 +27,7 @@ impl ApiError {
         ApiError {
             status: StatusCode::BAD_REQUEST,
             issues: vec![Issue::error("invalid", diagnostics).at(param)],
+            challenge: None,
         }
     }
 
@@ -39,7 +43,31 @@ impl ApiError {
         ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             issues,
+            challenge: None,
         }
+    }
+
+    /// 401: no usable bearer token. `error` is RFC 6750's code (`invalid_token`), or `None` when
+    /// the request carried no credentials at all.
+    pub fn unauthorized(error: Option<&str>, diagnostics: impl Into<String>) -> Self {
+        let diagnostics = diagnostics.into();
+        let challenge = match error {
+            None => "Bearer realm=\"atr\"".to_string(),
+            Some(code) => format!(
+                "Bearer realm=\"atr\", error=\"{code}\", error_description=\"{}\"",
+                diagnostics.replace(['"', '\\'], "'")
+            ),
+        };
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            issues: vec![Issue::error("login", diagnostics)],
+            challenge: Some(challenge),
+        }
+    }
+
+    /// 403: authenticated, but the token's scopes (or the client's role) do not cover this.
+    pub fn forbidden(diagnostics: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", diagnostics)
     }
 }
 
@@ -78,6 +106,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = operation_outcome(&self.issues).to_string();
         let mut resp = (self.status, body).into_response();
+        if let Some(challenge) = self.challenge
+            && let Ok(v) = HeaderValue::from_str(&challenge)
+        {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static(crate::negotiate::FHIR_JSON),

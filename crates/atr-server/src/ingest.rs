@@ -30,15 +30,38 @@ pub fn prepare(
     text: &str,
     mode: WriteMode,
 ) -> Result<ResourceWrite, IngestError> {
-    let (mut resource, raw_members) = if rtype == ResourceType::Group {
+    if rtype == ResourceType::Group {
         let split = split_group(text).map_err(|e| IngestError::Json(e.to_string()))?;
-        (split.header, Some(split.members))
+        prepare_parts(rtype, id, split.header, Some(split.members), mode)
     } else {
-        (
-            serde_json::from_str::<Value>(text).map_err(|e| IngestError::Json(e.to_string()))?,
-            None,
-        )
-    };
+        let resource =
+            serde_json::from_str::<Value>(text).map_err(|e| IngestError::Json(e.to_string()))?;
+        prepare_parts(rtype, id, resource, None, mode)
+    }
+}
+
+/// As [`prepare`], for a resource other than a Group that is already parsed (the bulk loader
+/// parses each line once).
+pub fn prepare_parsed(
+    rtype: ResourceType,
+    id: &str,
+    resource: Value,
+    mode: WriteMode,
+) -> Result<ResourceWrite, IngestError> {
+    if rtype == ResourceType::Group {
+        let text = resource.to_string();
+        return prepare(rtype, id, &text, mode);
+    }
+    prepare_parts(rtype, id, resource, None, mode)
+}
+
+fn prepare_parts(
+    rtype: ResourceType,
+    id: &str,
+    mut resource: Value,
+    raw_members: Option<Vec<&serde_json::value::RawValue>>,
+    mode: WriteMode,
+) -> Result<ResourceWrite, IngestError> {
     let found = resource
         .get("resourceType")
         .and_then(Value::as_str)
@@ -98,6 +121,7 @@ pub fn prepare(
         members,
         mode,
         expected_version: None,
+        prestamped: None,
     })
 }
 

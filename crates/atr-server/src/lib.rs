@@ -5,6 +5,7 @@
 //! write the answer. Every failure is an [`error::ApiError`], answered as an `OperationOutcome`.
 //! This crate knows no SQL; it knows HTTP, FHIR's REST rules and the ATR IG's conventions.
 
+pub mod auth;
 pub mod error;
 pub mod ingest;
 pub mod negotiate;
@@ -19,10 +20,12 @@ use atr_store::Store;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, Uri};
+use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tower_http::compression::CompressionLayer;
 use tower_http::trace::TraceLayer;
 
+pub use auth::AuthConfig;
 pub use error::ApiError;
 pub use state::AppState;
 
@@ -33,6 +36,7 @@ pub struct ServerConfig {
     pub base_url: Option<String>,
     /// Largest request body accepted (a Group upload can be hundreds of megabytes).
     pub max_body_bytes: usize,
+    pub auth: AuthConfig,
 }
 
 impl Default for ServerConfig {
@@ -40,6 +44,7 @@ impl Default for ServerConfig {
         ServerConfig {
             base_url: None,
             max_body_bytes: 1 << 30,
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -58,11 +63,16 @@ async fn method_not_allowed() -> ApiError {
 
 /// The whole application.
 pub fn app(state: AppState, config: &ServerConfig) -> Router {
-    let fhir = routes::fhir_routes()
+    let fhir = routes::fhir_routes(&state)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(negotiate::negotiate));
+    // OAuth documents and endpoints are plain JSON whatever the `Accept`: outside negotiation.
+    let smart = get(auth::discovery::smart_configuration);
     Router::new()
+        .route("/fhir/.well-known/smart-configuration", smart.clone())
+        .route("/.well-known/smart-configuration", smart)
+        .route("/auth/token", post(auth::token::token))
         .nest("/fhir", fhir)
         .fallback(not_found)
         .with_state(state)
@@ -71,20 +81,19 @@ pub fn app(state: AppState, config: &ServerConfig) -> Router {
         .layer(TraceLayer::new_for_http())
 }
 
-/// Serves until the process ends. Returns the base URL it serves.
+/// Serves until the process ends, with the state [`state_for`] made for this listener.
 pub async fn serve(
     listener: TcpListener,
-    store: Arc<dyn Store>,
+    state: AppState,
     config: ServerConfig,
 ) -> std::io::Result<()> {
-    let state = state_for(&listener, store, &config)?;
     tracing::info!(base = %state.base_url, dialect = state.store.dialect(), "serving FHIR");
     let router = app(state, &config);
     axum::serve(listener, router).await
 }
 
 /// The state for a listener: the base URL is the configured one or the bound address.
-pub fn state_for(
+pub async fn state_for(
     listener: &TcpListener,
     store: Arc<dyn Store>,
     config: &ServerConfig,
@@ -93,8 +102,19 @@ pub fn state_for(
         Some(b) => b.trim_end_matches('/').to_string(),
         None => format!("http://{}/fhir", listener.local_addr()?),
     };
+    let token_url = token_url_for(&base_url);
+    let auth = auth::Authority::new(store.clone(), token_url, config.auth.clone())
+        .await
+        .map_err(std::io::Error::other)?;
     Ok(AppState {
         store,
         base_url: base_url.into(),
+        auth: Arc::new(auth),
     })
+}
+
+/// The token endpoint beside a FHIR base: `http://host/fhir` → `http://host/auth/token`.
+pub fn token_url_for(base_url: &str) -> String {
+    let origin = base_url.strip_suffix("/fhir").unwrap_or(base_url);
+    format!("{origin}/auth/token")
 }

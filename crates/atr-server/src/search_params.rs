@@ -355,6 +355,7 @@ pub fn parse(
             count,
             after_id,
             with_total,
+            access: atr_store::Access::All,
         },
         summary,
         warnings,

@@ -4,9 +4,12 @@ use std::sync::Arc;
 
 use atr_store::Store;
 
+use crate::auth::Authority;
+
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Absolute FHIR base URL without a trailing slash, e.g. `http://127.0.0.1:8080/fhir`.
     pub base_url: Arc<str>,
+    pub auth: Arc<Authority>,
 }

@@ -22,9 +22,12 @@ use futures::Stream;
 
 pub use atr_model::ResourceType;
 pub use error::StoreError;
-pub use query::{Clause, Compare, SearchPage, SearchQuery, StringMode, TokenMatch};
+pub use query::{Access, Clause, Compare, SearchPage, SearchQuery, StringMode, TokenMatch};
 pub use sql::SqlStore;
-pub use types::{ResourceWrite, StoredResource, VersionInfo, WriteMode, WriteOutcome};
+pub use types::{
+    ClientRecord, Prestamped, ResourceWrite, StoredResource, TokenKey, VersionInfo, WriteMode,
+    WriteOutcome,
+};
 
 /// Chunks of a Group's `member` array elements, comma-separated, without the brackets.
 pub type MemberStream = Pin<Box<dyn Stream<Item = Result<Bytes, StoreError>> + Send>>;
@@ -80,4 +83,38 @@ pub trait Store: Send + Sync + 'static {
 
     /// Which dialect this is, for logs and benchmarks.
     fn dialect(&self) -> &'static str;
+
+    /// Whether `access` may see the current version of `rtype/id` (see [`Access`]).
+    async fn visible(
+        &self,
+        rtype: ResourceType,
+        id: &str,
+        access: &Access,
+    ) -> Result<bool, StoreError>;
+
+    /// Registers a client or replaces its record.
+    async fn put_client(&self, client: &ClientRecord) -> Result<(), StoreError>;
+
+    async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError>;
+
+    async fn clients(&self) -> Result<Vec<ClientRecord>, StoreError>;
+
+    /// Records a client assertion's `jti` until `expires_at` (seconds); `false` when the client
+    /// already used it (a replay). Forgets expired ones on the way.
+    async fn record_jti(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// The access-token signing keys, newest first.
+    async fn token_keys(&self) -> Result<Vec<TokenKey>, StoreError>;
+
+    /// Adds a token key (instances starting together may both add one; both stay valid).
+    async fn add_token_key(&self, key: &TokenKey) -> Result<(), StoreError>;
+
+    /// Removes token keys created before `created_before` (seconds).
+    async fn retire_token_keys(&self, created_before: i64) -> Result<u64, StoreError>;
 }

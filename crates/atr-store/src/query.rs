@@ -64,6 +64,18 @@ pub enum Clause {
     Member(Vec<String>),
 }
 
+/// Whose attribution lists a request may see.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Access {
+    /// The payer's administration and local tools: everything.
+    #[default]
+    All,
+    /// A Consumer: the Groups carrying one of these `(system, value)` identifiers (in
+    /// `Group.identifier` or the intended-recipient extension), and the resources those Groups and
+    /// their members reference.
+    ActingFor(Vec<(String, String)>),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchQuery {
     pub rtype: ResourceType,
@@ -73,6 +85,7 @@ pub struct SearchQuery {
     /// Keyset paging: ids strictly after this one.
     pub after_id: Option<String>,
     pub with_total: bool,
+    pub access: Access,
 }
 
 #[derive(Debug, Clone)]

@@ -28,6 +28,36 @@ pub struct ResourceWrite {
     pub mode: WriteMode,
     /// `If-Match`: the version the client last saw.
     pub expected_version: Option<i64>,
+    /// A body already stamped for the version the writer expects (bulk loads stamp in their
+    /// parsing threads, off the store's critical path). Used only when the version matches.
+    pub prestamped: Option<Prestamped>,
+}
+
+/// A resource body serialised with `meta.versionId = version` and `meta.lastUpdated = last_updated`.
+#[derive(Debug, Clone)]
+pub struct Prestamped {
+    pub version: i64,
+    pub last_updated: i64,
+    pub body: Vec<u8>,
+}
+
+impl ResourceWrite {
+    /// Serialises the body as `version` at `last_updated`, for a store that will find that version.
+    pub fn prestamp(&mut self, version: i64, last_updated: i64) {
+        if self.members.is_some() {
+            // A Group's body carries its member count, known only to the store.
+            return;
+        }
+        let mut resource = self.resource.clone();
+        atr_model::meta::stamp(&mut resource, &self.id, version, last_updated);
+        if let Ok(body) = serde_json::to_vec(&resource) {
+            self.prestamped = Some(Prestamped {
+                version,
+                last_updated,
+                body,
+            });
+        }
+    }
 }
 
 /// What a write made.
@@ -60,4 +90,34 @@ pub struct StoredResource {
     pub body: Bytes,
     /// Groups: member entries at this version.
     pub member_count: Option<i64>,
+}
+
+/// A registered SMART Backend Services client, as the registry keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRecord {
+    pub client_id: String,
+    pub name: String,
+    pub enabled: bool,
+    /// A payer administration client: reads and writes everything.
+    pub admin: bool,
+    /// The client's public JWK set, inline.
+    pub jwks: Option<String>,
+    /// Or the URL the server fetches it from.
+    pub jwks_url: Option<String>,
+    /// Scopes the client may be granted.
+    pub scopes: Vec<String>,
+    /// `system|value` identifiers (NPI, TIN, contract, settlement entity) the client acts for.
+    pub identifiers: Vec<String>,
+    /// Seconds since the epoch.
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A secret the server signs its access tokens with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenKey {
+    pub kid: String,
+    pub secret: Vec<u8>,
+    /// Seconds since the epoch.
+    pub created_at: i64,
 }

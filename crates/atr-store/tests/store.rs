@@ -228,6 +228,7 @@ fn query(rtype: ResourceType, clauses: Vec<Clause>) -> SearchQuery {
         count: 50,
         after_id: None,
         with_total: true,
+        access: atr_store::Access::All,
     }
 }
 

@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use atr_auth::SigningAlg;
 use clap::Args;
 use futures::StreamExt;
 
@@ -21,6 +22,9 @@ pub struct BenchArgs {
     /// Discovery requests to time.
     #[arg(long, default_value_t = 2_000)]
     searches: usize,
+    /// Token requests per signing algorithm.
+    #[arg(long, default_value_t = 2000)]
+    tokens: usize,
     /// PostgreSQL to measure too (a fresh schema is created).
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
     postgres: String,
@@ -107,6 +111,10 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             "[{dialect}] load: {resources} resources in {load_s:.1} s = {:.0} resources/s",
             resources as f64 / load_s
         );
+        let mut bench_clients = Vec::new();
+        for alg in [SigningAlg::Rs384, SigningAlg::Es384] {
+            bench_clients.push(register_client(&exe, &flags, &dir, alg)?);
+        }
 
         // Serve.
         let mut child = ChildGuard(
@@ -132,7 +140,16 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             bail!("{dialect} server did not start");
         }
         let pid = child.0.id();
-        let client = reqwest::Client::new();
+        let token_url = atr_server::token_url_for(&base);
+        let token = fetch_token(&reqwest::Client::new(), &token_url, &bench_clients[1]).await?;
+        let mut auth_headers = reqwest::header::HeaderMap::new();
+        auth_headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse()?,
+        );
+        let client = reqwest::Client::builder()
+            .default_headers(auth_headers)
+            .build()?;
         let idle_rss = peak_rss_mb(pid).unwrap_or(0.0);
 
         // Stream the big Group.
@@ -183,11 +200,182 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             ms(pct(0.5)),
             ms(pct(0.99))
         );
+        // Token endpoint: assertions signed beforehand, so the figure is the server's.
+        for bc in &bench_clients {
+            let (n, secs) = token_throughput(&token_url, bc, args.tokens).await?;
+            println!(
+                "[{dialect}] token endpoint, {} assertions: {n} tokens in {secs:.2} s = {:.0} tokens/s (16 connections)",
+                bc.alg,
+                n as f64 / secs
+            );
+        }
+        drop(child);
     }
+    // The gate's own cost: verifying an access token and finding its client, per request.
+    let (median, p99) = gate_latency(&dir).await?;
+    println!(
+        "token validation added to each request (in process, 20000 tokens): median {median:.1} µs, p99 {p99:.1} µs"
+    );
     if args.work_dir.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(())
+}
+
+/// A registered benchmark client: an administration client with its own key.
+struct BenchClient {
+    id: String,
+    alg: SigningAlg,
+    key: atr_auth::Jwk,
+}
+
+fn register_client(
+    exe: &Path,
+    flags: &[String],
+    dir: &Path,
+    alg: SigningAlg,
+) -> Result<BenchClient> {
+    let keys = atr_auth::generate(alg)?;
+    let public = dir.join(format!("bench-{alg}.jwks.json"));
+    std::fs::write(&public, keys.public.to_json())?;
+    let id = format!("bench-{}", alg.as_str().to_ascii_lowercase());
+    let out = Command::new(exe)
+        .args(["clients"])
+        .args(flags)
+        .args([
+            "add",
+            &id,
+            "--admin",
+            "--scope",
+            "system/*.read system/*.rs",
+            "--jwks",
+        ])
+        .arg(&public)
+        .output()?;
+    if !out.status.success() {
+        bail!("registering {id}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let key = keys
+        .private
+        .keys
+        .first()
+        .cloned()
+        .context("keygen made no key")?;
+    Ok(BenchClient { id, alg, key })
+}
+
+fn assertion(bc: &BenchClient, token_url: &str) -> Result<String> {
+    let now = atr_server::auth::now_unix();
+    Ok(atr_auth::sign_client_assertion(
+        &bc.key,
+        &bc.id,
+        token_url,
+        now,
+        290,
+        &uuid::Uuid::now_v7().to_string(),
+    )?)
+}
+
+async fn post_assertion(
+    client: &reqwest::Client,
+    token_url: &str,
+    assertion: &str,
+) -> Result<reqwest::Response> {
+    let body = format!(
+        "grant_type=client_credentials&scope=system%2F*.read&client_assertion_type={}&client_assertion={assertion}",
+        "urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
+    );
+    Ok(client
+        .post(token_url)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await?)
+}
+
+async fn fetch_token(
+    client: &reqwest::Client,
+    token_url: &str,
+    bc: &BenchClient,
+) -> Result<String> {
+    let resp = post_assertion(client, token_url, &assertion(bc, token_url)?).await?;
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await?;
+    body["access_token"]
+        .as_str()
+        .map(str::to_string)
+        .with_context(|| format!("token endpoint answered {status}: {body}"))
+}
+
+async fn token_throughput(token_url: &str, bc: &BenchClient, n: usize) -> Result<(usize, f64)> {
+    let assertions: Vec<String> = (0..n)
+        .map(|_| assertion(bc, token_url))
+        .collect::<Result<_>>()?;
+    let client = reqwest::Client::new();
+    let t = Instant::now();
+    let results: Vec<Result<bool>> = futures::stream::iter(assertions)
+        .map(|a| {
+            let client = client.clone();
+            async move {
+                let r = post_assertion(&client, token_url, &a).await?;
+                Ok(r.status().is_success())
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let secs = t.elapsed().as_secs_f64();
+    let ok = results
+        .into_iter()
+        .filter(|r| matches!(r, Ok(true)))
+        .count();
+    if ok != n {
+        bail!("only {ok} of {n} token requests succeeded");
+    }
+    Ok((ok, secs))
+}
+
+/// Median and p99 (µs) of `Authority::caller` on a fresh SQLite store with one client.
+async fn gate_latency(dir: &Path) -> Result<(f64, f64)> {
+    let store: std::sync::Arc<dyn atr_store::Store> =
+        std::sync::Arc::new(atr_store::SqlStore::open_sqlite(&dir.join("gate.db")).await?);
+    let keys = atr_auth::generate(SigningAlg::Es384)?;
+    atr_server::auth::registry::register(
+        store.as_ref(),
+        atr_server::auth::registry::NewClient {
+            client_id: "gate".into(),
+            name: "gate".into(),
+            admin: false,
+            jwks: Some(keys.public.to_json()),
+            jwks_url: None,
+            scopes: vec!["system/*.read".into()],
+            identifiers: vec!["http://hl7.org/fhir/sid/us-npi|1234567893".into()],
+        },
+    )
+    .await?;
+    let auth = atr_server::auth::Authority::new(
+        store,
+        "http://127.0.0.1/auth/token".into(),
+        Default::default(),
+    )
+    .await?;
+    let now = atr_server::auth::now_unix();
+    let tokens: Vec<String> = (0..20_000)
+        .map(|i| {
+            auth.keys()
+                .issue("gate", "system/*.read", now, 300, &format!("t{i}"))
+        })
+        .collect();
+    let mut micros = Vec::with_capacity(tokens.len());
+    for t in &tokens {
+        let started = Instant::now();
+        auth.caller(t)
+            .await
+            .map_err(|e| anyhow::anyhow!("token rejected: {:?}", e.issues))?;
+        micros.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    micros.sort_by(f64::total_cmp);
+    Ok((micros[micros.len() / 2], micros[micros.len() * 99 / 100]))
 }
 
 fn ms(d: Duration) -> f64 {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use atr_model::ResourceType;
-use atr_server::ingest::{IngestError, prepare};
+use atr_server::ingest::{IngestError, prepare, prepare_parsed};
 use atr_store::{ResourceWrite, Store, WriteMode};
 use clap::Args;
 
@@ -61,30 +61,42 @@ fn files_in(path: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Reads one NDJSON line into a write, naming file and line in errors.
+/// Reads one NDJSON line into a write, naming file and line in errors. Each line is parsed once;
+/// a Group line goes to the roster splitter instead, which never builds its members as values.
 fn parse_line(file: &Path, line_no: usize, line: &str) -> Result<ResourceWrite> {
-    #[derive(serde::Deserialize)]
-    struct Head {
-        #[serde(rename = "resourceType")]
-        resource_type: Option<String>,
-        id: Option<String>,
-    }
     let at = || format!("{}:{line_no}", file.display());
-    let head: Head =
-        serde_json::from_str(line).with_context(|| format!("{}: not a JSON object", at()))?;
-    let rtype: ResourceType = head
-        .resource_type
-        .as_deref()
-        .unwrap_or("(none)")
-        .parse()
-        .with_context(|| format!("{}: unsupported resourceType", at()))?;
-    let id = head
-        .id
-        .with_context(|| format!("{}: the resource has no id", at()))?;
-    if !atr_model::ident::is_valid_id(&id) {
-        bail!("{}: {id:?} is not a valid FHIR id", at());
-    }
-    prepare(rtype, &id, line, WriteMode::Upsert).map_err(|e| match e {
+    let head = &line[..line.len().min(200)];
+    let looks_like_group =
+        head.contains("\"resourceType\":\"Group\"") || head.contains("\"resourceType\": \"Group\"");
+    let prepared = if looks_like_group {
+        let id = atr_server::ingest::body_id(line)
+            .with_context(|| format!("{}: the resource has no id", at()))?;
+        check_id(&id, &at)?;
+        (
+            ResourceType::Group,
+            id.clone(),
+            prepare(ResourceType::Group, &id, line, WriteMode::Upsert),
+        )
+    } else {
+        let value: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("{}: not a JSON object", at()))?;
+        let rtype: ResourceType = value
+            .get("resourceType")
+            .and_then(|v| v.as_str())
+            .unwrap_or("(none)")
+            .parse()
+            .with_context(|| format!("{}: unsupported resourceType", at()))?;
+        let id = value
+            .get("id")
+            .and_then(|v| v.as_str())
+            .with_context(|| format!("{}: the resource has no id", at()))?
+            .to_string();
+        check_id(&id, &at)?;
+        let prepared = prepare_parsed(rtype, &id, value, WriteMode::Upsert);
+        (rtype, id, prepared)
+    };
+    let (rtype, id, prepared) = prepared;
+    prepared.map_err(|e| match e {
         IngestError::Invalid(issues) => {
             let list: Vec<String> = issues
                 .iter()
@@ -103,6 +115,13 @@ fn parse_line(file: &Path, line_no: usize, line: &str) -> Result<ResourceWrite> 
     })
 }
 
+fn check_id(id: &str, at: &dyn Fn() -> String) -> Result<()> {
+    if !atr_model::ident::is_valid_id(id) {
+        bail!("{}: {id:?} is not a valid FHIR id", at());
+    }
+    Ok(())
+}
+
 /// Loads every NDJSON file under `path`. Stops at the first bad line; batches already committed
 /// stay (each is whole), and reloading the same files is safe: existing ids get a new version.
 pub async fn load_dir(store: &dyn Store, path: &Path, batch: usize) -> Result<LoadReport> {
@@ -110,6 +129,7 @@ pub async fn load_dir(store: &dyn Store, path: &Path, batch: usize) -> Result<Lo
     let started = Instant::now();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<ResourceWrite>>>(2);
     let reader = std::thread::spawn(move || {
+        let stamp_time = atr_model::instant::now_micros();
         let send = |b: Result<Vec<ResourceWrite>>| tx.blocking_send(b).is_ok();
         for file in files {
             let f = match std::fs::File::open(&file) {
@@ -143,7 +163,10 @@ pub async fn load_dir(store: &dyn Store, path: &Path, batch: usize) -> Result<Lo
                     continue;
                 }
                 match parse_line(&file, line_no, text) {
-                    Ok(w) => {
+                    Ok(mut w) => {
+                        // Most loads create: stamp version 1 here, on this thread, and let the
+                        // store re-stamp the few that already exist.
+                        w.prestamp(1, stamp_time);
                         // A Group's rows weigh like many resources: send it on its own.
                         let heavy = w.members.as_ref().is_some_and(|m| m.len() > batch);
                         current.push(w);

@@ -54,10 +54,127 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         base_url: args.base_url.clone(),
         ..Default::default()
     };
-    let base = atr_server::state_for(&listener, Arc::new(store.clone()), &config)?.base_url;
+    let state = atr_server::state_for(&listener, Arc::new(store.clone()), &config)
+        .await
+        .context("setting up the server")?;
+    let base = state.base_url.clone();
+    if args.demo {
+        let file = demo_client(&store, &args.store, &base, &state.auth.token_url).await?;
+        eprintln!(
+            "atr: demo Consumer client credentials in {}",
+            file.display()
+        );
+    }
     eprintln!("atr: serving FHIR at {base} (try {base}/metadata)");
-    atr_server::serve(listener, Arc::new(store), config).await?;
+    atr_server::serve(listener, state, config).await?;
     Ok(())
+}
+
+pub const DEMO_CLIENT_ID: &str = "demo-consumer";
+/// The demo Consumer acts for the first provider organisation, whose lists are in every status.
+const DEMO_ORG: &str = "org-1";
+
+/// Registers the demo Consumer (once) and writes `<data-dir>/demo-client.json` with what a client
+/// needs: its id, the FHIR base and token URLs, its private keys and whom it acts for.
+async fn demo_client(
+    store: &atr_store::SqlStore,
+    args: &StoreArgs,
+    base: &str,
+    token_url: &str,
+) -> Result<std::path::PathBuf> {
+    let path = args.data_dir.join("demo-client.json");
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let existing: Option<serde_json::Value> = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let registered = store.client(DEMO_CLIENT_ID).await?.is_some();
+    let (private_jwks, identifiers) = match existing {
+        Some(doc) if registered => (doc["private_jwks"].clone(), doc["identifiers"].clone()),
+        _ => {
+            let identifiers = demo_identifiers(store).await?;
+            let keys = atr_auth::generate(atr_auth::SigningAlg::Es384)?;
+            atr_server::auth::registry::register(
+                store,
+                atr_server::auth::registry::NewClient {
+                    client_id: DEMO_CLIENT_ID.into(),
+                    name: "Demo Consumer (Riverside provider organisation)".into(),
+                    admin: false,
+                    jwks: Some(keys.public.to_json()),
+                    jwks_url: None,
+                    scopes: vec![
+                        "system/*.read".into(),
+                        "system/*.rs".into(),
+                        "system/Group.cud".into(),
+                    ],
+                    identifiers: identifiers.clone(),
+                },
+            )
+            .await?;
+            let private: serde_json::Value = serde_json::from_str(&keys.private.to_json())?;
+            (private, serde_json::json!(identifiers))
+        }
+    };
+    // The base URL may change between runs (another --listen): the file always says the current one.
+    let doc = serde_json::json!({
+        "client_id": DEMO_CLIENT_ID,
+        "fhir_base_url": base,
+        "token_url": token_url,
+        "scope": "system/*.read",
+        "private_jwks": private_jwks,
+        "identifiers": identifiers,
+    });
+    std::fs::write(&path, serde_json::to_string_pretty(&doc)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// The demo organisation's NPI and TIN, and the contract identifiers of its lists.
+async fn demo_identifiers(store: &atr_store::SqlStore) -> Result<Vec<String>> {
+    let org = store
+        .read(ResourceType::Organization, DEMO_ORG, None)
+        .await?
+        .context("the demo data has no Organization/org-1")?;
+    let org: serde_json::Value = serde_json::from_slice(&org.body)?;
+    let mut ids = Vec::new();
+    for ident in org["identifier"].as_array().into_iter().flatten() {
+        if let (Some(system), Some(value)) = (ident["system"].as_str(), ident["value"].as_str()) {
+            ids.push(format!("{system}|{value}"));
+        }
+    }
+    let npi = ids
+        .iter()
+        .find(|i| i.starts_with(atr_model::SYSTEM_NPI))
+        .context("Organization/org-1 has no NPI")?
+        .clone();
+    let (system, value) = npi.split_once('|').unwrap_or_default();
+    let lists = store
+        .search(&SearchQuery {
+            rtype: ResourceType::Group,
+            clauses: vec![atr_store::Clause::Token {
+                param: "identifier",
+                any_of: vec![atr_store::TokenMatch {
+                    system: Some(system.to_string()),
+                    code: Some(value.to_string()),
+                }],
+            }],
+            count: 100,
+            after_id: None,
+            with_total: false,
+            access: atr_store::Access::All,
+        })
+        .await?;
+    for list in lists.matches {
+        let group: serde_json::Value = serde_json::from_slice(&list.body)?;
+        for ident in group["identifier"].as_array().into_iter().flatten() {
+            if let (Some(system), Some(value)) = (ident["system"].as_str(), ident["value"].as_str())
+                && system.ends_with("/contract")
+            {
+                ids.push(format!("{system}|{value}"));
+            }
+        }
+    }
+    Ok(ids)
 }
 
 /// Demo data: a few payers, provider organisations and lists in every status, generated once.
@@ -68,13 +185,17 @@ async fn seed_demo(store: &atr_store::SqlStore, args: &StoreArgs) -> Result<()> 
         count: 0,
         after_id: None,
         with_total: true,
+        access: atr_store::Access::All,
     };
     if store.search(&any_group).await?.total.unwrap_or(0) > 0 {
         eprintln!("atr: demo data already present");
         return Ok(());
     }
     let dir = args.data_dir.join("demo-ndjson");
-    let config = crate::synth_config(400, 6, 2026, 0.4);
+    // Nine lists over four provider organisations: org-1 holds list-1, list-5 and list-9, one in
+    // each status (final, draft, open); the others are other providers' lists.
+    let mut config = crate::synth_config(400, 9, 2026, 0.4);
+    config.provider_orgs = 4;
     atr_synth::generate(&config, &dir).context("generating demo data")?;
     let loaded = crate::load::load_dir(store, &dir, crate::load::DEFAULT_BATCH).await?;
     eprintln!("atr: seeded {} demo resources", loaded.resources);

@@ -62,8 +62,60 @@ fn synth_then_load_reports_and_bad_lines_fail_with_a_reason() {
     );
 }
 
+/// A token for the demo Consumer, from the credentials file `serve --demo` writes.
+async fn demo_token(dir: &std::path::Path) -> (String, serde_json::Value) {
+    let doc: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("demo-client.json")).expect("demo-client.json"),
+    )
+    .expect("json");
+    let jwks = atr_auth::JwkSet::parse(&doc["private_jwks"].to_string()).expect("jwks");
+    let key = &jwks.keys[0];
+    assert!(key.kid.is_some() && key.alg.is_some(), "kid and alg");
+    let token_url = doc["token_url"].as_str().expect("token_url");
+    let assertion = atr_auth::sign_client_assertion(
+        key,
+        doc["client_id"].as_str().expect("client_id"),
+        token_url,
+        atr_server::auth::now_unix(),
+        300,
+        &uuid::Uuid::now_v7().to_string(),
+    )
+    .expect("sign");
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("scope", "system/*.read"),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ),
+        ("client_assertion", assertion.as_str()),
+    ];
+    let resp: serde_json::Value = reqwest::Client::new()
+        .post(token_url)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(
+            form.iter()
+                .map(|(k, v)| format!("{k}={}", v.replace('/', "%2F").replace(':', "%3A")))
+                .collect::<Vec<_>>()
+                .join("&"),
+        )
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    (
+        resp["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string(),
+        doc,
+    )
+}
+
 #[tokio::test]
-async fn serve_demo_seeds_lists_in_every_status() {
+async fn serve_demo_gives_a_consumer_its_lists_in_every_status_and_no_others() {
     let dir = tempfile::tempdir().expect("tmp");
     let mut child = Command::new(ATR)
         .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -83,12 +135,38 @@ async fn serve_demo_seeds_lists_in_every_status() {
                 .map(str::to_string)
         })
         .expect("base URL line");
-    let groups: serde_json::Value = reqwest::get(format!("{base}/Group?_summary=true"))
+    let (token, doc) = demo_token(dir.path()).await;
+    assert_eq!(doc["fhir_base_url"], base);
+    let identifiers = doc["identifiers"].to_string();
+    assert!(
+        identifiers.contains("http://hl7.org/fhir/sid/us-npi|"),
+        "{identifiers}"
+    );
+    assert!(
+        identifiers.contains("urn:oid:2.16.840.1.113883.4.4|"),
+        "{identifiers}"
+    );
+    let http = reqwest::Client::new();
+    let groups: serde_json::Value = http
+        .get(format!("{base}/Group?_summary=true"))
+        .bearer_auth(&token)
+        .send()
         .await
         .expect("search")
         .json()
         .await
         .expect("json");
+    let other = http
+        .get(format!("{base}/Group/list-2?_summary=true"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("read")
+        .status();
+    let anonymous = reqwest::get(format!("{base}/Group"))
+        .await
+        .expect("get")
+        .status();
     let _ = child.kill();
     let _ = child.wait();
     let statuses: std::collections::BTreeSet<String> = groups["entry"]
@@ -103,9 +181,119 @@ async fn serve_demo_seeds_lists_in_every_status() {
                 .map(str::to_string)
         })
         .collect();
-    assert_eq!(groups["total"], 6);
+    assert_eq!(groups["total"], 3, "{groups}");
     assert_eq!(
         statuses.into_iter().collect::<Vec<_>>(),
         ["draft", "final", "open"]
     );
+    assert_eq!(other, 404, "another provider's list");
+    assert_eq!(anonymous, 401);
+}
+
+fn atr(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(ATR).args(args).output().expect("run atr");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn keygen_and_the_client_registry_commands() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path().to_str().expect("utf-8 path");
+    let private = format!("{d}/private.json");
+    let public = format!("{d}/public.json");
+    let (ok, out, err) = atr(&[
+        "keygen",
+        "--alg",
+        "RS384",
+        "--private",
+        &private,
+        "--public",
+        &public,
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("\"RSA\""), "{out}");
+    // Never overwrites a key file.
+    let (ok, _, err) = atr(&["keygen", "--private", &private, "--public", &public]);
+    assert!(!ok && err.lines().count() == 1, "{err}");
+    let data = format!("{d}/data");
+    let npi = "http://hl7.org/fhir/sid/us-npi|1234567893";
+    let (ok, out, err) = atr(&[
+        "clients",
+        "--data-dir",
+        &data,
+        "add",
+        "clinic-a",
+        "--jwks",
+        &public,
+        "--identifier",
+        npi,
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("clinic-a") && out.contains(npi), "{out}");
+    // A private key set is refused, with one line saying why.
+    let (ok, _, err) = atr(&[
+        "clients",
+        "--data-dir",
+        &data,
+        "add",
+        "leaky",
+        "--jwks",
+        &private,
+        "--identifier",
+        npi,
+    ]);
+    assert!(!ok, "private keys accepted");
+    assert!(
+        err.contains("private") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    let (ok, _, err) = atr(&[
+        "clients",
+        "--data-dir",
+        &data,
+        "add",
+        "plain",
+        "--jwks-url",
+        "http://example.org/jwks",
+        "--identifier",
+        npi,
+    ]);
+    assert!(!ok && err.contains("https"), "{err}");
+    let (ok, out, _) = atr(&["clients", "--data-dir", &data, "disable", "clinic-a"]);
+    assert!(ok && out.contains("disabled"));
+    let (ok, out, _) = atr(&["clients", "--data-dir", &data, "list"]);
+    assert!(
+        ok && out.contains("clinic-a") && out.contains("false"),
+        "{out}"
+    );
+    let (ok, _, _) = atr(&["clients", "--data-dir", &data, "enable", "clinic-a"]);
+    assert!(ok);
+    let private2 = format!("{d}/private2.json");
+    let public2 = format!("{d}/public2.json");
+    assert!(atr(&["keygen", "--private", &private2, "--public", &public2]).0);
+    let (ok, out, err) = atr(&[
+        "clients",
+        "--data-dir",
+        &data,
+        "rotate-keys",
+        "clinic-a",
+        "--jwks",
+        &public2,
+    ]);
+    assert!(ok, "{err}");
+    let kid = atr_auth::JwkSet::parse(&std::fs::read_to_string(&public2).expect("read"))
+        .expect("jwks")
+        .keys[0]
+        .kid
+        .clone()
+        .expect("kid");
+    assert!(out.contains(&kid), "{out}");
+    let (ok, out, _) = atr(&["clients", "--data-dir", &data, "show", "clinic-a"]);
+    assert!(ok && out.contains("enabled:     true"), "{out}");
+    let (ok, _, err) = atr(&["clients", "--data-dir", &data, "show", "nobody"]);
+    assert!(!ok && err.contains("nobody"), "{err}");
 }

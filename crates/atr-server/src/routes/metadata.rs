@@ -92,6 +92,7 @@ pub async fn capability_statement(State(state): State<AppState>) -> Response {
         "format": ["application/fhir+json", "json"],
         "rest": [{
             "mode": "server",
+            "security": crate::auth::discovery::security(&state.auth.token_url),
             "documentation": "Groups are Member Attribution Lists; _summary=true on Group omits members but keeps quantity.",
             "resource": ResourceType::ALL.iter().map(|t| resource_entry(*t)).collect::<Vec<_>>(),
         }],

@@ -18,9 +18,9 @@ use crate::negotiate::FHIR_JSON;
 use crate::render::ByteStream;
 use crate::state::AppState;
 
-pub fn fhir_routes() -> Router<AppState> {
-    Router::new()
-        .route("/metadata", get(metadata::capability_statement))
+/// The FHIR API. Everything but `metadata` passes the bearer-token gate.
+pub fn fhir_routes(state: &AppState) -> Router<AppState> {
+    let protected = Router::new()
         .route("/{rtype}", get(search::search_get).post(resource::create))
         .route("/{rtype}/_search", post(search::search_post))
         .route(
@@ -31,6 +31,13 @@ pub fn fhir_routes() -> Router<AppState> {
         )
         .route("/{rtype}/{id}/_history", get(resource::history))
         .route("/{rtype}/{id}/_history/{version}", get(resource::vread))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::enforce::require_token,
+        ));
+    Router::new()
+        .route("/metadata", get(metadata::capability_statement))
+        .merge(protected)
 }
 
 /// The resource type named in a path; unsupported types do not exist here (404).

@@ -1,5 +1,6 @@
 //! Instance interactions: read, vread, history, create, update, delete.
 
+use atr_auth::Interaction;
 use atr_model::{Issue, operation_outcome};
 use atr_store::{StoredResource, WriteMode, WriteOutcome};
 use axum::extract::{Path, RawQuery, State};
@@ -9,6 +10,7 @@ use serde_json::json;
 
 use super::bundle::BundleWriter;
 use super::{check_id, fhir_body, fhir_json, prefers, query_pairs, resource_type, version_headers};
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::ingest::{IngestError, prepare};
 use crate::render::render;
@@ -45,6 +47,22 @@ fn respond_with(
     Ok(resp)
 }
 
+/// 403 without a read scope for the type; 404, exactly as for a resource that does not exist,
+/// when the resource belongs to lists this client may not see.
+pub(crate) async fn readable(
+    state: &AppState,
+    caller: &Caller,
+    rtype: atr_model::ResourceType,
+    id: &str,
+) -> ApiResult<()> {
+    caller.require(rtype.as_str(), Interaction::Read)?;
+    if state.store.visible(rtype, id, &caller.access).await? {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!("{rtype}/{id} does not exist")))
+    }
+}
+
 fn gone(rtype: &str, id: &str) -> ApiError {
     ApiError::new(
         StatusCode::GONE,
@@ -56,6 +74,7 @@ fn gone(rtype: &str, id: &str) -> ApiError {
 /// Read (`version` None) or vread: the stored version, 404 when absent, 410 when deleted.
 async fn read_version(
     state: &AppState,
+    caller: &Caller,
     rtype: &str,
     id: &str,
     version: Option<i64>,
@@ -64,6 +83,7 @@ async fn read_version(
     let rtype = resource_type(rtype)?;
     check_id(id)?;
     let summary = read_summary(query)?;
+    readable(state, caller, rtype, id).await?;
     match state.store.read(rtype, id, version).await? {
         None => Err(ApiError::not_found(match version {
             None => format!("{rtype}/{id} does not exist"),
@@ -76,30 +96,34 @@ async fn read_version(
 
 pub async fn read(
     State(state): State<AppState>,
+    caller: Caller,
     Path((rtype, id)): Path<(String, String)>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
-    read_version(&state, &rtype, &id, None, q.as_deref()).await
+    read_version(&state, &caller, &rtype, &id, None, q.as_deref()).await
 }
 
 pub async fn vread(
     State(state): State<AppState>,
+    caller: Caller,
     Path((rtype, id, version)): Path<(String, String, String)>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
     let v: i64 = version.parse().ok().filter(|v| *v > 0).ok_or_else(|| {
         ApiError::bad_request(format!("version {version:?} is not a positive integer"))
     })?;
-    read_version(&state, &rtype, &id, Some(v), q.as_deref()).await
+    read_version(&state, &caller, &rtype, &id, Some(v), q.as_deref()).await
 }
 
 pub async fn history(
     State(state): State<AppState>,
+    caller: Caller,
     Path((rtype, id)): Path<(String, String)>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
     let rtype = resource_type(&rtype)?;
     check_id(&id)?;
+    readable(&state, &caller, rtype, &id).await?;
     let mut summary = Summary::Full;
     let mut count = DEFAULT_COUNT;
     let mut before = None;
@@ -249,11 +273,14 @@ fn written(
 
 pub async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     Path(rtype): Path<String>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
     let rtype = resource_type(&rtype)?;
+    caller.require(rtype.as_str(), Interaction::Create)?;
+    caller.require_admin("creating resources")?;
     // The server assigns ids on create; a client-sent id is ignored, as FHIR says.
     let id = uuid::Uuid::now_v7().to_string();
     let write = prepare(rtype, &id, body_text(&body)?, WriteMode::Create).map_err(ingest_error)?;
@@ -276,12 +303,15 @@ fn if_match(headers: &HeaderMap) -> ApiResult<Option<i64>> {
 
 pub async fn update(
     State(state): State<AppState>,
+    caller: Caller,
     Path((rtype, id)): Path<(String, String)>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
     let rtype = resource_type(&rtype)?;
     check_id(&id)?;
+    caller.require(rtype.as_str(), Interaction::Update)?;
+    caller.require_admin("updating resources")?;
     let text = body_text(&body)?;
     // FHIR: the body's id must be present and match the URL.
     let body_id = crate::ingest::body_id(text);
@@ -306,10 +336,13 @@ pub async fn update(
 
 pub async fn delete(
     State(state): State<AppState>,
+    caller: Caller,
     Path((rtype, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let rtype = resource_type(&rtype)?;
     check_id(&id)?;
+    caller.require(rtype.as_str(), Interaction::Delete)?;
+    caller.require_admin("deleting resources")?;
     match state.store.delete(rtype, &id).await? {
         Some(v) => {
             let mut resp = fhir_json(

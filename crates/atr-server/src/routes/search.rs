@@ -1,5 +1,6 @@
 //! Type-level search, `GET [type]?…` and `POST [type]/_search`.
 
+use atr_auth::Interaction;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -7,21 +8,24 @@ use serde_json::json;
 
 use super::bundle::BundleWriter;
 use super::{fhir_body, prefers, query_pairs, resource_type};
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::search_params::parse;
 use crate::state::AppState;
 
 pub async fn search_get(
     State(state): State<AppState>,
+    caller: Caller,
     Path(rtype): Path<String>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
-    run(state, &rtype, &headers, query_pairs(q.as_deref())).await
+    run(state, &caller, &rtype, &headers, query_pairs(q.as_deref())).await
 }
 
 pub async fn search_post(
     State(state): State<AppState>,
+    caller: Caller,
     Path(rtype): Path<String>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
@@ -29,18 +33,22 @@ pub async fn search_post(
 ) -> ApiResult<Response> {
     let mut pairs = query_pairs(q.as_deref());
     pairs.extend(form_urlencoded::parse(&body).into_owned());
-    run(state, &rtype, &headers, pairs).await
+    run(state, &caller, &rtype, &headers, pairs).await
 }
 
 async fn run(
     state: AppState,
+    caller: &Caller,
     rtype: &str,
     headers: &HeaderMap,
     pairs: Vec<(String, String)>,
 ) -> ApiResult<Response> {
     let rtype = resource_type(rtype)?;
+    caller.require(rtype.as_str(), Interaction::Search)?;
     let lenient = prefers(headers, "handling=lenient");
-    let parsed = parse(rtype, &pairs, lenient)?;
+    let mut parsed = parse(rtype, &pairs, lenient)?;
+    // Another provider's lists are not there for this client: searches filter them out.
+    parsed.query.access = caller.access.clone();
     let page = state.store.search(&parsed.query).await?;
 
     let base = state.base_url.to_string();

@@ -1,36 +1,78 @@
 //! `spawn_app()`: the real server on 127.0.0.1:0 over a real store, one per dialect.
+#![allow(dead_code)] // each test binary uses a different part of the shared helpers
 
 use std::sync::Arc;
 
+use atr_auth::{Jwk, SigningAlg};
 use atr_server::ServerConfig;
+use atr_server::auth::registry::{NewClient, register};
 use atr_store::{SqlStore, Store};
 
 pub const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 pub struct TestApp {
     pub base: String,
+    pub token_url: String,
+    /// Carries a payer administration client's token: reads and writes everything.
     pub client: reqwest::Client,
+    /// No credentials at all.
+    pub anon: reqwest::Client,
+    pub store: Arc<dyn Store>,
     pub dialect: &'static str,
     _dir: tempfile::TempDir,
 }
+
+/// A client registered for a test, with its private key.
+pub struct TestClient {
+    pub id: String,
+    pub key: Jwk,
+}
+
+pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 async fn spawn(store: Arc<dyn Store>, dir: tempfile::TempDir) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let config = ServerConfig::default();
-    let base = atr_server::state_for(&listener, store.clone(), &config)
-        .expect("state")
-        .base_url
-        .to_string();
+    // Tests rotate JWKS-URL keys back to back; production waits 30 s between kid-driven fetches.
+    let mut config = ServerConfig::default();
+    config.auth.jwks_min_refresh_secs = 0;
+    let state = atr_server::state_for(&listener, store.clone(), &config)
+        .await
+        .expect("state");
+    let base = state.base_url.to_string();
+    let token_url = state.auth.token_url.clone();
     let dialect = store.dialect();
-    tokio::spawn(atr_server::serve(listener, store, config));
-    TestApp {
+    tokio::spawn(atr_server::serve(listener, state, config));
+    let mut app = TestApp {
         base,
+        token_url,
         client: reqwest::Client::new(),
+        anon: reqwest::Client::new(),
+        store,
         dialect,
         _dir: dir,
-    }
+    };
+    let admin = app
+        .register(
+            "test-admin",
+            SigningAlg::Es384,
+            &[],
+            &[
+                "system/*.read",
+                "system/*.rs",
+                "system/*.write",
+                "system/*.cruds",
+            ],
+            true,
+        )
+        .await;
+    let token = app
+        .token(&admin, "system/*.cruds")
+        .await
+        .expect("admin token");
+    app.client = app.client_with(&token);
+    app
 }
 
 /// One app per available dialect: SQLite always, PostgreSQL when it answers (required in CI).
@@ -50,6 +92,96 @@ pub async fn spawn_apps() -> Vec<TestApp> {
 }
 
 impl TestApp {
+    /// Registers a client with a fresh key pair.
+    pub async fn register(
+        &self,
+        id: &str,
+        alg: SigningAlg,
+        identifiers: &[&str],
+        scopes: &[&str],
+        admin: bool,
+    ) -> TestClient {
+        let keys = atr_auth::generate(alg).expect("keygen");
+        register(
+            self.store.as_ref(),
+            NewClient {
+                client_id: id.into(),
+                name: id.into(),
+                admin,
+                jwks: Some(keys.public.to_json()),
+                jwks_url: None,
+                scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                identifiers: identifiers.iter().map(|s| s.to_string()).collect(),
+            },
+        )
+        .await
+        .expect("register");
+        TestClient {
+            id: id.into(),
+            key: keys.private.keys[0].clone(),
+        }
+    }
+
+    /// A fresh, valid client assertion for this server.
+    pub fn assertion(&self, c: &TestClient) -> String {
+        atr_auth::sign_client_assertion(
+            &c.key,
+            &c.id,
+            &self.token_url,
+            atr_server::auth::now_unix(),
+            300,
+            &uuid::Uuid::now_v7().to_string(),
+        )
+        .expect("sign")
+    }
+
+    /// Posts a token request form; returns status and JSON body.
+    pub async fn token_request(&self, form: &[(&str, &str)]) -> (u16, serde_json::Value) {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let r = self
+            .anon
+            .post(&self.token_url)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("token request");
+        let status = r.status().as_u16();
+        (status, r.json().await.expect("token JSON"))
+    }
+
+    /// An access token for `c`, or the error body.
+    pub async fn token(&self, c: &TestClient, scope: &str) -> Result<String, serde_json::Value> {
+        let assertion = self.assertion(c);
+        let (status, body) = self
+            .token_request(&[
+                ("grant_type", "client_credentials"),
+                ("scope", scope),
+                ("client_assertion_type", ASSERTION_TYPE),
+                ("client_assertion", &assertion),
+            ])
+            .await;
+        match (status, body["access_token"].as_str()) {
+            (200, Some(t)) => Ok(t.to_string()),
+            _ => Err(body),
+        }
+    }
+
+    /// An HTTP client sending `token` as its bearer.
+    pub fn client_with(&self, token: &str) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().expect("header"),
+        );
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .expect("client")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}/{}", self.base, path.trim_start_matches('/'))
     }

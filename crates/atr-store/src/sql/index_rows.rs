@@ -33,39 +33,39 @@ pub(crate) async fn delete_index(
 pub(crate) async fn insert_index(
     tx: &mut Tx,
     rtype: ResourceType,
-    entries: &[(&str, &IndexEntries)],
+    entries: Vec<(String, IndexEntries)>,
 ) -> Result<(), StoreError> {
     let t = rtype.as_str();
     let mut tokens: Vec<[Arg; 7]> = Vec::new();
     let mut strings: Vec<[Arg; 5]> = Vec::new();
     let mut refs: Vec<[Arg; 4]> = Vec::new();
     for (id, idx) in entries {
-        for tok in &idx.tokens {
+        for tok in idx.tokens {
             tokens.push([
-                t.into(),
-                (*id).into(),
-                tok.param.into(),
-                tok.system.clone().into(),
-                tok.code.clone().into(),
-                tok.type_system.clone().into(),
-                tok.type_code.clone().into(),
+                Arg::Static(t),
+                id.as_str().into(),
+                Arg::Static(tok.param),
+                tok.system.into(),
+                tok.code.into(),
+                tok.type_system.into(),
+                tok.type_code.into(),
             ]);
         }
-        for s in &idx.strings {
+        for s in idx.strings {
             strings.push([
-                t.into(),
-                (*id).into(),
-                s.param.into(),
-                s.norm.clone().into(),
-                s.raw.clone().into(),
+                Arg::Static(t),
+                id.as_str().into(),
+                Arg::Static(s.param),
+                s.norm.into(),
+                s.raw.into(),
             ]);
         }
-        for r in &idx.refs {
+        for r in idx.refs {
             refs.push([
-                t.into(),
-                (*id).into(),
-                r.param.into(),
-                r.target.clone().into(),
+                Arg::Static(t),
+                id.as_str().into(),
+                Arg::Static(r.param),
+                r.target.into(),
             ]);
         }
     }

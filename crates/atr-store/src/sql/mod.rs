@@ -1,5 +1,7 @@
 //! [`SqlStore`]: the [`Store`] over SQLite or PostgreSQL.
 
+mod access;
+mod auth;
 mod db;
 mod index_rows;
 mod members;
@@ -20,8 +22,8 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use self::db::{Arg, Col, Dialect, Pool, Row, Tx};
 use crate::{
-    MemberStream, ResourceWrite, SearchPage, SearchQuery, Store, StoreError, StoredResource,
-    VersionInfo, WriteMode, WriteOutcome,
+    Access, ClientRecord, MemberStream, ResourceWrite, SearchPage, SearchQuery, Store, StoreError,
+    StoredResource, TokenKey, VersionInfo, WriteMode, WriteOutcome,
 };
 
 /// The store over one SQL database.
@@ -134,6 +136,7 @@ async fn write_in(tx: &mut Tx, w: ResourceWrite) -> Result<WriteOutcome, StoreEr
         members,
         mode,
         expected_version,
+        prestamped: _,
     } = w;
     let current = lock_current(tx, rtype, &id).await?;
     if let (WriteMode::Create, Some((_, false))) = (mode, current) {
@@ -192,7 +195,7 @@ async fn write_in(tx: &mut Tx, w: ResourceWrite) -> Result<WriteOutcome, StoreEr
     )
     .await
     .map_err(|e| conflict_as_exists(e, rtype, &id))?;
-    index_rows::insert_index(tx, rtype, &[(id.as_str(), &index)]).await?;
+    index_rows::insert_index(tx, rtype, vec![(id.clone(), index)]).await?;
     Ok(WriteOutcome {
         version,
         last_updated,
@@ -382,6 +385,59 @@ impl Store for SqlStore {
             Dialect::Postgres => "postgres",
         }
     }
+
+    async fn visible(
+        &self,
+        rtype: ResourceType,
+        id: &str,
+        access: &Access,
+    ) -> Result<bool, StoreError> {
+        if *access == Access::All {
+            return Ok(true);
+        }
+        let mut st = statement::Statement::new("SELECT CASE WHEN ");
+        access::push_visible(&mut st, rtype, access::Subject::Id(id), access);
+        st.push(" THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END");
+        let row = self
+            .pool
+            .fetch_optional(&st.sql, &st.args, &[Col::Int])
+            .await?;
+        Ok(row.is_some_and(|r| r.int(0) == 1))
+    }
+
+    async fn put_client(&self, client: &ClientRecord) -> Result<(), StoreError> {
+        auth::put_client(&self.pool, client).await
+    }
+
+    async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
+        auth::client(&self.pool, client_id).await
+    }
+
+    async fn clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
+        auth::clients(&self.pool).await
+    }
+
+    async fn record_jti(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        auth::record_jti(&self.pool, client_id, jti, expires_at, now).await
+    }
+
+    async fn token_keys(&self) -> Result<Vec<TokenKey>, StoreError> {
+        auth::token_keys(&self.pool).await
+    }
+
+    async fn add_token_key(&self, key: &TokenKey) -> Result<(), StoreError> {
+        auth::add_token_key(&self.pool, key).await
+    }
+
+    async fn retire_token_keys(&self, created_before: i64) -> Result<u64, StoreError> {
+        auth::retire_token_keys(&self.pool, created_before).await
+    }
 }
 
 /// Bulk path for resources without member rows: one lookup of existing versions per type, then
@@ -393,7 +449,7 @@ async fn load_plain(tx: &mut Tx, batch: Vec<ResourceWrite>) -> Result<(), StoreE
         by_type.entry(w.rtype).or_default().push(w);
     }
     let last_updated = now_micros();
-    for (rtype, writes) in by_type {
+    for (rtype, mut writes) in by_type {
         let mut existing: std::collections::HashMap<String, i64> = Default::default();
         for chunk in writes.chunks(index_rows::ROWS_PER_INSERT) {
             let mut st = statement::Statement::new(
@@ -422,7 +478,6 @@ async fn load_plain(tx: &mut Tx, batch: Vec<ResourceWrite>) -> Result<(), StoreE
         }
         index_rows::delete_index(tx, rtype, &replaced).await?;
 
-        let mut rows: Vec<[Arg; 5]> = Vec::with_capacity(writes.len());
         let mut seen = std::collections::HashSet::new();
         for w in &writes {
             if !seen.insert(w.id.as_str()) {
@@ -431,23 +486,35 @@ async fn load_plain(tx: &mut Tx, batch: Vec<ResourceWrite>) -> Result<(), StoreE
                     id: w.id.clone(),
                 });
             }
+        }
+        drop(seen);
+        let entries: Vec<(String, atr_model::index::IndexEntries)> = writes
+            .iter_mut()
+            .map(|w| (w.id.clone(), std::mem::take(&mut w.index)))
+            .collect();
+        index_rows::insert_index(tx, rtype, entries).await?;
+        let mut rows: Vec<[Arg; 5]> = Vec::with_capacity(writes.len());
+        for w in writes {
             let version = existing.get(&w.id).map_or(1, |v| v + 1);
-            let mut resource = w.resource.clone();
-            atr_model::meta::stamp(&mut resource, &w.id, version, last_updated);
-            let body =
-                serde_json::to_vec(&resource).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let (stamped_at, body) = match w.prestamped {
+                Some(p) if p.version == version => (p.last_updated, p.body),
+                _ => {
+                    let mut resource = w.resource;
+                    atr_model::meta::stamp(&mut resource, &w.id, version, last_updated);
+                    let body = serde_json::to_vec(&resource)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    (last_updated, body)
+                }
+            };
             rows.push([
-                rtype.as_str().into(),
-                w.id.as_str().into(),
+                Arg::Static(rtype.as_str()),
+                w.id.into(),
                 version.into(),
-                last_updated.into(),
+                stamped_at.into(),
                 Arg::Bytes(body),
             ]);
         }
         insert_versions(tx, rows).await?;
-        let entries: Vec<(&str, &atr_model::index::IndexEntries)> =
-            writes.iter().map(|w| (w.id.as_str(), &w.index)).collect();
-        index_rows::insert_index(tx, rtype, &entries).await?;
     }
     Ok(())
 }

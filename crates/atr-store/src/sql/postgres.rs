@@ -8,11 +8,18 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use super::migrate::Migration;
 use crate::StoreError;
 
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "resources",
-    sql: include_str!("../../migrations/postgres/0001_resources.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "resources",
+        sql: include_str!("../../migrations/postgres/0001_resources.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "auth",
+        sql: include_str!("../../migrations/postgres/0002_auth.sql"),
+    },
+];
 
 /// Connects; with `schema`, every connection works in that schema (created if absent).
 pub(crate) async fn connect(url: &str, schema: Option<&str>) -> Result<sqlx::PgPool, StoreError> {

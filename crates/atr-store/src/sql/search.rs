@@ -1,8 +1,9 @@
 //! Search queries as SQL: each clause narrows the current versions of one type by id, through the
 //! index tables; pages are keyset pages over the id.
 
+use super::access::{Subject, push_visible};
 use super::statement::Statement;
-use crate::query::{Clause, Compare, SearchQuery, StringMode};
+use crate::query::{Access, Clause, Compare, SearchQuery, StringMode};
 
 /// Escapes `LIKE` wildcards so user text matches literally (with `ESCAPE '\'`).
 fn like_escape(s: &str) -> String {
@@ -136,6 +137,10 @@ fn conditions(q: &SearchQuery, st: &mut Statement) {
             }
         }
     }
+    if q.access != Access::All {
+        st.push(" AND ");
+        push_visible(st, q.rtype, Subject::Row, &q.access);
+    }
 }
 
 /// The statement for one page (one row more than the page size, to tell whether more follow).
@@ -177,6 +182,7 @@ mod tests {
             count: 10,
             after_id: Some("g1".into()),
             with_total: true,
+            access: Access::All,
         };
         let st = page_statement(&q);
         assert_eq!(st.args.len(), 7);

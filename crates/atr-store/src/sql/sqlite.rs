@@ -9,11 +9,18 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use super::migrate::Migration;
 use crate::StoreError;
 
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "resources",
-    sql: include_str!("../../migrations/sqlite/0001_resources.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "resources",
+        sql: include_str!("../../migrations/sqlite/0001_resources.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "auth",
+        sql: include_str!("../../migrations/sqlite/0002_auth.sql"),
+    },
+];
 
 pub(crate) async fn connect(url: &str) -> Result<sqlx::SqlitePool, StoreError> {
     let options = SqliteConnectOptions::from_str(url)?;

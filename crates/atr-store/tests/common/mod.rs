@@ -58,5 +58,6 @@ pub fn write_of(text: &str, mode: WriteMode) -> ResourceWrite {
         members,
         mode,
         expected_version: None,
+        prestamped: None,
     }
 }
