@@ -20,6 +20,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// From the direct SQLite reader (streaming member rows).
+    #[error("database error: {0}")]
+    Direct(String),
     #[error("migration failed: {0}")]
     Migration(String),
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://...")]

@@ -4,6 +4,7 @@ mod bench;
 mod clients;
 mod load;
 mod serve;
+mod token;
 
 use std::path::PathBuf;
 
@@ -54,6 +55,8 @@ enum Command {
     Clients(clients::ClientsArgs),
     /// Make a key pair for a Consumer (private and public JWK sets).
     Keygen(clients::KeygenArgs),
+    /// Get an access token with a credentials file (SMART Backend Services) and print it.
+    Token(token::TokenArgs),
 }
 
 #[derive(Args)]
@@ -94,6 +97,7 @@ async fn main() {
         Command::Bench(args) => bench::run(args).await,
         Command::Clients(args) => clients::run(args).await,
         Command::Keygen(args) => clients::keygen(args),
+        Command::Token(args) => token::run(args).await,
     };
     if let Err(e) = result {
         eprintln!("atr: {e:#}");

@@ -167,6 +167,21 @@ async fn serve_demo_gives_a_consumer_its_lists_in_every_status_and_no_others() {
         .await
         .expect("get")
         .status();
+    // The README's way: `atr token` prints a token from the same file.
+    let creds = dir.path().join("demo-client.json");
+    let out = Command::new(ATR)
+        .args(["token", "--credentials"])
+        .arg(&creds)
+        .output()
+        .expect("atr token");
+    let printed = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let with_printed = http
+        .get(format!("{base}/Group/list-1?_summary=true"))
+        .bearer_auth(&printed)
+        .send()
+        .await
+        .expect("read")
+        .status();
     let _ = child.kill();
     let _ = child.wait();
     let statuses: std::collections::BTreeSet<String> = groups["entry"]
@@ -188,6 +203,12 @@ async fn serve_demo_gives_a_consumer_its_lists_in_every_status_and_no_others() {
     );
     assert_eq!(other, 404, "another provider's list");
     assert_eq!(anonymous, 401);
+    assert_eq!(
+        with_printed,
+        200,
+        "atr token: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn atr(args: &[&str]) -> (bool, String, String) {

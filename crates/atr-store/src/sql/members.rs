@@ -144,7 +144,7 @@ pub(crate) async fn end_all(tx: &mut Tx, group_id: &str, version: i64) -> Result
 
 /// Bytes per chunk handed to the HTTP body: big enough for few wake-ups, small enough that a slow
 /// client holds little memory.
-const CHUNK: usize = 256 * 1024;
+pub(crate) const CHUNK: usize = 256 * 1024;
 
 /// Streams the member elements of a Group version, comma-separated, into `out`. Rows are
 /// immutable once their version exists (only `to_version` is set later, and never to a version

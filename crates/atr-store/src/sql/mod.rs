@@ -9,6 +9,7 @@ mod migrate;
 mod postgres;
 mod search;
 mod sqlite;
+mod sqlite_direct;
 mod statement;
 
 use std::path::Path;
@@ -356,13 +357,28 @@ impl Store for SqlStore {
         derive_change_type: bool,
     ) -> MemberStream {
         let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(members::stream(
-            self.pool.clone(),
-            group_id.to_string(),
-            version,
-            derive_change_type,
-            tx,
-        ));
+        if let Pool::Sqlite(p) = &self.pool {
+            let path = p.connect_options().get_filename().to_path_buf();
+            let group_id = group_id.to_string();
+            tokio::task::spawn_blocking(move || {
+                sqlite_direct::stream(
+                    path,
+                    group_id,
+                    version,
+                    derive_change_type,
+                    members::CHUNK,
+                    tx,
+                )
+            });
+        } else {
+            tokio::spawn(members::stream(
+                self.pool.clone(),
+                group_id.to_string(),
+                version,
+                derive_change_type,
+                tx,
+            ));
+        }
         Box::pin(ReceiverStream::new(rx))
     }
 
