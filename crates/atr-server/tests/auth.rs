@@ -664,3 +664,21 @@ async fn a_client_sees_only_its_own_lists_and_what_they_reference() {
         assert_eq!(r.status(), 403);
     }
 }
+
+#[tokio::test]
+async fn tokens_stay_valid_on_another_instance_and_after_a_restart() {
+    for app in spawn_apps().await {
+        let c = app
+            .register("roaming", SigningAlg::Rs384, &[], &["system/*.read"], true)
+            .await;
+        let token = app.token(&c, "system/*.read").await.expect("token");
+        let other = app.another_instance().await;
+        let r = app
+            .client_with(&token)
+            .get(format!("{other}/Group?_summary=count"))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status(), 200, "{}", app.dialect);
+    }
+}

@@ -92,6 +92,21 @@ pub async fn spawn_apps() -> Vec<TestApp> {
 }
 
 impl TestApp {
+    /// Starts another server over the same store (a restart, or a second instance behind a load
+    /// balancer); returns its FHIR base URL.
+    pub async fn another_instance(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let config = ServerConfig::default();
+        let state = atr_server::state_for(&listener, self.store.clone(), &config)
+            .await
+            .expect("state");
+        let base = state.base_url.to_string();
+        tokio::spawn(atr_server::serve(listener, state, config));
+        base
+    }
+
     /// Registers a client with a fresh key pair.
     pub async fn register(
         &self,
