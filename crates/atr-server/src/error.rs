@@ -65,6 +65,14 @@ impl ApiError {
         }
     }
 
+    /// Names the element or parameter every issue is about.
+    pub fn at(mut self, expression: &str) -> Self {
+        for issue in &mut self.issues {
+            issue.expression = Some(expression.to_string());
+        }
+        self
+    }
+
     /// 403: authenticated, but the token's scopes (or the client's role) do not cover this.
     pub fn forbidden(diagnostics: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", diagnostics)
@@ -81,6 +89,14 @@ impl From<StoreError> for ApiError {
                 Self::new(StatusCode::CONFLICT, "duplicate", e.to_string())
             }
             StoreError::NotFound { .. } => Self::not_found(e.to_string()),
+            StoreError::ListFinal(_) => {
+                Self::new(StatusCode::CONFLICT, "business-rule", e.to_string())
+            }
+            StoreError::NotOnList { .. } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "business-rule",
+                e.to_string(),
+            ),
             _ if e.is_unavailable() => {
                 tracing::error!(error = %e, "database unavailable");
                 Self::new(

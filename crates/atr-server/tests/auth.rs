@@ -4,14 +4,9 @@
 mod common;
 
 use atr_auth::{AccessTokenKeys, SigningAlg};
-use atr_model::ResourceType;
-use atr_server::ingest::prepare;
-use atr_store::WriteMode;
 use base64::Engine;
-use common::{ASSERTION_TYPE, TestApp, TestClient, spawn_apps};
+use common::{ASSERTION_TYPE, NPI, TestApp, TestClient, load_synthetic, npi_of, spawn_apps};
 use serde_json::{Value, json};
-
-const NPI: &str = "http://hl7.org/fhir/sid/us-npi";
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
@@ -505,50 +500,6 @@ async fn bearer_tokens_are_required_checked_and_scoped() {
             .expect("get");
         assert_eq!(r.status(), 401);
     }
-}
-
-/// Loads a small synthetic payer (9 lists over 4 provider organisations) through the store.
-async fn load_synthetic(app: &TestApp) {
-    let dir = tempfile::tempdir().expect("dir");
-    let config = atr_synth::SynthConfig {
-        seed: 11,
-        members: 60,
-        lists: 9,
-        provider_orgs: 4,
-        ..Default::default()
-    };
-    atr_synth::generate(&config, dir.path()).expect("synth");
-    let mut groups = Vec::new();
-    for rtype in ResourceType::ALL {
-        let path = dir.path().join(format!("{rtype}.ndjson"));
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            continue;
-        };
-        let mut batch = Vec::new();
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let id = atr_server::ingest::body_id(line).expect("id");
-            let w = prepare(rtype, &id, line, WriteMode::Upsert).expect("valid");
-            if rtype == ResourceType::Group {
-                groups.push(w);
-            } else {
-                batch.push(w);
-            }
-        }
-        app.store.load_batch(batch).await.expect("load");
-    }
-    app.store.load_batch(groups).await.expect("load groups");
-}
-
-async fn npi_of(app: &TestApp, org: &str) -> String {
-    let (_, body) = app.get_json(&format!("Organization/{org}")).await;
-    body["identifier"]
-        .as_array()
-        .expect("identifiers")
-        .iter()
-        .find(|i| i["system"] == NPI)
-        .and_then(|i| i["value"].as_str())
-        .expect("npi")
-        .to_string()
 }
 
 fn ids_in(bundle: &Value) -> Vec<String> {

@@ -15,6 +15,12 @@ pub enum StoreError {
     AlreadyExists { rtype: String, id: String },
     #[error("{rtype}/{id} does not exist")]
     NotFound { rtype: String, id: String },
+    /// `$member-add`/`$member-remove` on a list whose status is final.
+    #[error("Group/{0} is final: its membership can no longer change")]
+    ListFinal(String),
+    /// `$member-remove` for a patient with no active entry on the list.
+    #[error("{patient} has no active entry on Group/{group}")]
+    NotOnList { group: String, patient: String },
     /// Data in the database that this version of atr cannot read.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),

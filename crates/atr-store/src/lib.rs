@@ -25,8 +25,8 @@ pub use error::StoreError;
 pub use query::{Access, Clause, Compare, SearchPage, SearchQuery, StringMode, TokenMatch};
 pub use sql::SqlStore;
 pub use types::{
-    ClientRecord, Prestamped, ResourceWrite, StoredResource, TokenKey, VersionInfo, WriteMode,
-    WriteOutcome,
+    ClientRecord, MemberChange, MemberChangeOutcome, Prestamped, ResourceWrite, StoredResource,
+    TokenKey, VersionInfo, WriteMode, WriteOutcome,
 };
 
 /// Chunks of a Group's `member` array elements, comma-separated, without the brackets.
@@ -91,6 +91,25 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         access: &Access,
     ) -> Result<bool, StoreError>;
+
+    /// Applies a reconciliation change to Group `group_id` as row operations and, when something
+    /// changed, one new Group version. `expected_version` is `If-Match`.
+    async fn change_members(
+        &self,
+        group_id: &str,
+        change: MemberChange,
+        expected_version: Option<i64>,
+    ) -> Result<MemberChangeOutcome, StoreError>;
+
+    /// The current entries of `patient` (`Patient/id`) on Group `group_id` at `version` (its
+    /// current version), as member JSON elements.
+    async fn entries_of(
+        &self,
+        group_id: &str,
+        version: i64,
+        patient: &str,
+        derive_change_type: bool,
+    ) -> Result<Vec<String>, StoreError>;
 
     /// Registers a client or replaces its record.
     async fn put_client(&self, client: &ClientRecord) -> Result<(), StoreError>;

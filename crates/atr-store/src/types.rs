@@ -121,3 +121,37 @@ pub struct TokenKey {
     /// Seconds since the epoch.
     pub created_at: i64,
 }
+
+/// One reconciliation change to an attribution list, already resolved to references.
+#[derive(Debug, Clone)]
+pub enum MemberChange {
+    /// Adds an entry (idempotent when the same attribution is already there and active).
+    Add(atr_model::group::MemberEntry),
+    /// Removes the patient's active entries, narrowed by provider and coverage when given: on a
+    /// draft list they stay, inactive; on an open list they leave.
+    Remove {
+        patient: String,
+        provider: Option<String>,
+        coverage: Option<String>,
+    },
+    /// Makes the list final, dropping inactive entries.
+    Confirm,
+    /// The payer sets the list's status (`draft`, `open` or `final`; final drops inactive entries).
+    SetStatus(String),
+}
+
+/// What a reconciliation change did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberChangeOutcome {
+    /// False when nothing changed (no new version was made).
+    pub changed: bool,
+    /// The Group's version after the change.
+    pub version: i64,
+    /// When the new version was written (0 when unchanged).
+    pub last_updated: i64,
+    /// Entries added, removed or dropped.
+    pub affected: u64,
+    /// The list status after the change.
+    pub status: String,
+    pub member_count: i64,
+}

@@ -520,3 +520,118 @@ async fn load_batch_writes_many_and_replaces_existing() {
         assert_eq!(store.search(&all).await.expect("count").total, Some(1200));
     }
 }
+
+/// The bulk path (on SQLite, written straight to the file): reloading an id makes its next
+/// version and replaces its index rows; a batch naming an id twice is refused whole.
+#[tokio::test]
+async fn load_batch_reload_makes_new_versions_and_a_repeated_id_writes_nothing() {
+    for (store, dir) in stores().await {
+        let s = store.as_ref();
+        let coverage = |id: &str, member: &str| {
+            let mut w = write_of(
+                &format!(
+                    r#"{{"resourceType":"Coverage","id":"{id}","beneficiary":{{"reference":"Patient/p-{id}"}},"identifier":[{{"system":"m","value":"{member}"}}]}}"#
+                ),
+                WriteMode::Upsert,
+            );
+            // As the loader sends them: stamped as a create.
+            w.prestamp(1, 1_700_000_000_000_000);
+            w
+        };
+        let by_member = |value: &str| {
+            query(
+                ResourceType::Coverage,
+                vec![Clause::Token {
+                    param: "identifier",
+                    any_of: vec![TokenMatch {
+                        system: Some("m".into()),
+                        code: Some(value.into()),
+                    }],
+                }],
+            )
+        };
+        let first: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .map(|id| coverage(id, &format!("old-{id}")))
+            .collect();
+        assert_eq!(s.load_batch(first).await.expect("load"), 3);
+        let b1 = s
+            .read(ResourceType::Coverage, "b", None)
+            .await
+            .expect("read")
+            .expect("b");
+        assert_eq!(b1.version, 1);
+        assert_eq!(b1.last_updated, 1_700_000_000_000_000);
+
+        let second = vec![coverage("b", "new-b"), coverage("d", "new-d")];
+        assert_eq!(s.load_batch(second).await.expect("reload"), 2);
+        let b2 = s
+            .read(ResourceType::Coverage, "b", None)
+            .await
+            .expect("read")
+            .expect("b");
+        assert_eq!(b2.version, 2);
+        let body: Value = serde_json::from_slice(&b2.body).expect("body");
+        assert_eq!(body["meta"]["versionId"], "2");
+        assert_eq!(body["identifier"][0]["value"], "new-b");
+        let old = s
+            .read(ResourceType::Coverage, "b", Some(1))
+            .await
+            .expect("read v1")
+            .expect("b v1");
+        assert_eq!(old.body, b1.body);
+        let d = s
+            .read(ResourceType::Coverage, "d", None)
+            .await
+            .expect("read")
+            .expect("d");
+        assert_eq!(d.version, 1);
+        assert_eq!(ids(s, by_member("new-b")).await, ["b"]);
+        assert!(ids(s, by_member("old-b")).await.is_empty());
+        assert_eq!(ids(s, by_member("old-a")).await, ["a"]);
+        let mut all = query(ResourceType::Coverage, vec![]);
+        all.count = 0;
+        assert_eq!(s.search(&all).await.expect("count").total, Some(4));
+        if s.dialect() == "sqlite" {
+            let db = rusqlite::Connection::open(dir.path().join("atr.db")).expect("open");
+            let count = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).expect(sql) };
+            assert_eq!(
+                count("SELECT count(*) FROM resource_version WHERE id = 'b'"),
+                2
+            );
+            assert_eq!(
+                count("SELECT count(*) FROM resource_version WHERE id = 'b' AND is_current"),
+                1
+            );
+            assert_eq!(count("SELECT count(*) FROM search_token WHERE id = 'b'"), 1);
+            assert_eq!(count("SELECT count(*) FROM search_ref WHERE id = 'b'"), 1);
+        }
+
+        // A repeated id fails the batch, and none of it is written (not even the reload of a).
+        let repeated = vec![
+            coverage("e", "e1"),
+            coverage("a", "newer-a"),
+            coverage("e", "e2"),
+        ];
+        match s.load_batch(repeated).await {
+            Err(StoreError::AlreadyExists { rtype, id }) => {
+                assert_eq!((rtype.as_str(), id.as_str()), ("Coverage", "e"));
+            }
+            other => panic!("expected AlreadyExists, got {other:?}"),
+        }
+        assert!(
+            s.read(ResourceType::Coverage, "e", None)
+                .await
+                .expect("read")
+                .is_none()
+        );
+        let a = s
+            .read(ResourceType::Coverage, "a", None)
+            .await
+            .expect("read")
+            .expect("a");
+        assert_eq!(a.version, 1);
+        assert!(ids(s, by_member("newer-a")).await.is_empty());
+        assert_eq!(s.search(&all).await.expect("count").total, Some(4));
+    }
+}

@@ -111,6 +111,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             "[{dialect}] load: {resources} resources in {load_s:.1} s = {:.0} resources/s",
             resources as f64 / load_s
         );
+        prepare_member_ops(&exe, &flags, &dir)?;
         let mut bench_clients = Vec::new();
         for alg in [SigningAlg::Rs384, SigningAlg::Es384] {
             bench_clients.push(register_client(&exe, &flags, &dir, alg)?);
@@ -129,13 +130,16 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         );
         let stderr = child.0.stderr.take().context("server stderr")?;
         let mut base = String::new();
-        for line in BufReader::new(stderr).lines() {
+        let mut lines = BufReader::new(stderr).lines();
+        for line in lines.by_ref() {
             let line = line?;
             if let Some(rest) = line.split("serving FHIR at ").nth(1) {
                 base = rest.split_whitespace().next().unwrap_or("").to_string();
                 break;
             }
         }
+        // Keep draining the server's log: a full pipe would stall the server being measured.
+        std::thread::spawn(move || lines.for_each(drop));
         if base.is_empty() {
             bail!("{dialect} server did not start");
         }
@@ -200,6 +204,18 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             ms(pct(0.5)),
             ms(pct(0.99))
         );
+        // Reconciliation on the big list and on a 1,000-member list of the same payer.
+        let big = member_op_latency(&client, &base, "list-1", 1).await?;
+        let small = member_op_latency(&client, &base, "list-3", 1).await?;
+        println!(
+            "[{dialect}] $member-remove/$member-add on Group/list-1 ({} entries): median {:.2} ms, p99 {:.2} ms; on a 1,000-member Group: median {:.2} ms, p99 {:.2} ms; ratio {:.2}",
+            summary.largest_list_members,
+            big.0,
+            big.1,
+            small.0,
+            small.1,
+            big.0 / small.0
+        );
         // Token endpoint: assertions signed beforehand, so the figure is the server's.
         for bc in &bench_clients {
             let (n, secs) = token_throughput(&token_url, bc, args.tokens).await?;
@@ -247,7 +263,7 @@ fn register_client(
             &id,
             "--admin",
             "--scope",
-            "system/*.read system/*.rs",
+            "system/*.read system/*.rs system/*.write",
             "--jwks",
         ])
         .arg(&public)
@@ -282,7 +298,7 @@ async fn post_assertion(
     assertion: &str,
 ) -> Result<reqwest::Response> {
     let body = format!(
-        "grant_type=client_credentials&scope=system%2F*.read&client_assertion_type={}&client_assertion={assertion}",
+        "grant_type=client_credentials&scope=system%2F*.read+system%2F*.write&client_assertion_type={}&client_assertion={assertion}",
         "urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
     );
     Ok(client
@@ -418,4 +434,83 @@ async fn collect_npis(client: &reqwest::Client, base: &str) -> Result<Vec<String
         bail!("no Group NPIs found");
     }
     Ok(npis)
+}
+
+/// Opens the big list (synthetic `list-1` is final) and gives `list-3` (same payer) 1,000 members.
+fn prepare_member_ops(exe: &Path, flags: &[String], dir: &Path) -> Result<()> {
+    let csv = dir.join("list-3.csv");
+    let mut text = String::from("patient,provider,coverage,period_start,period_end\n");
+    for i in 1..=1000 {
+        text.push_str(&format!(
+            "Patient/pat-{i},Practitioner/pract-1,Coverage/cov-{i},2026-01-01,2026-12-31\n"
+        ));
+    }
+    std::fs::write(&csv, text)?;
+    for args in [
+        vec!["status".to_string(), "list-1".into(), "open".into()],
+        vec![
+            "reload".to_string(),
+            "list-3".into(),
+            csv.display().to_string(),
+        ],
+        vec!["status".to_string(), "list-3".into(), "open".into()],
+    ] {
+        let out = Command::new(exe)
+            .arg("roster")
+            .args(flags)
+            .args(&args)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "atr roster {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Median and p99 (ms) of 200 operations: 100 members each removed, then added back.
+async fn member_op_latency(
+    client: &reqwest::Client,
+    base: &str,
+    group: &str,
+    first_patient: usize,
+) -> Result<(f64, f64)> {
+    let mut times = Vec::with_capacity(200);
+    for i in first_patient..first_patient + 100 {
+        let patient = format!("Patient/pat-{i}");
+        for (op, params) in [
+            (
+                "$member-remove",
+                serde_json::json!([{"name": "patientReference", "valueReference": {"reference": patient}}]),
+            ),
+            (
+                "$member-add",
+                serde_json::json!([
+                    {"name": "patientReference", "valueReference": {"reference": patient}},
+                    {"name": "providerReference", "valueReference": {"reference": "Practitioner/pract-1"}}
+                ]),
+            ),
+        ] {
+            let body = serde_json::json!({"resourceType": "Parameters", "parameter": params});
+            let t = Instant::now();
+            let r = client
+                .post(format!("{base}/Group/{group}/{op}"))
+                .header("Content-Type", "application/fhir+json")
+                .body(body.to_string())
+                .send()
+                .await?;
+            let status = r.status();
+            let text = r.text().await?;
+            // A synthetic member may carry no entry on this list yet: the add still counts.
+            let tolerated = op == "$member-remove" && status.as_u16() == 422;
+            if !(status.is_success() || tolerated) {
+                bail!("{op} on {group}: {status} {text}");
+            }
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((times[times.len() / 2], times[times.len() * 99 / 100]))
 }

@@ -1,8 +1,11 @@
-//! `atr load DIR`: bulk ingestion of NDJSON. A reader thread parses, validates and indexes lines
-//! while the store writes the previous batch, each batch in one transaction.
+//! `atr load DIR`: bulk ingestion of NDJSON. Parser threads parse, validate and index lines while
+//! the store writes the previous batch, each batch in one transaction.
 
 use std::io::BufRead;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -65,7 +68,8 @@ fn files_in(path: &Path) -> Result<Vec<PathBuf>> {
 /// a Group line goes to the roster splitter instead, which never builds its members as values.
 fn parse_line(file: &Path, line_no: usize, line: &str) -> Result<ResourceWrite> {
     let at = || format!("{}:{line_no}", file.display());
-    let head = &line[..line.len().min(200)];
+    // Not `..200`: a character may straddle byte 200, and slicing there would panic.
+    let head = &line[..line.floor_char_boundary(200)];
     let looks_like_group =
         head.contains("\"resourceType\":\"Group\"") || head.contains("\"resourceType\": \"Group\"");
     let prepared = if looks_like_group {
@@ -122,79 +126,236 @@ fn check_id(id: &str, at: &dyn Fn() -> String) -> Result<()> {
     Ok(())
 }
 
+/// Lines per chunk handed to a parser thread (or fewer, when they pass `CHUNK_BYTES`): large
+/// enough that the hand-offs cost nothing next to the parsing, small enough to keep every parser
+/// busy on the smaller files.
+const CHUNK_LINES: usize = 1000;
+const CHUNK_BYTES: usize = 4 << 20;
+
+/// Non-empty lines of one file, as read: the text and, per line, its number and its trimmed
+/// extent in `text`.
+struct Chunk {
+    file: usize,
+    text: String,
+    lines: Vec<(usize, Range<usize>)>,
+}
+
+/// What the reader hands a parser: lines, or why reading a file stopped (passed on in sequence,
+/// so that it is reported only if no earlier line failed).
+enum Work {
+    Lines(Chunk),
+    Failed(usize, anyhow::Error),
+}
+
+/// A parsed chunk: its file, and its writes or the first failure in it.
+type Parsed = (usize, Result<Vec<ResourceWrite>>);
+
+/// How many threads parse: parsing, validating and indexing is most of a load's work, and the
+/// store writes on one thread of its own.
+fn parser_count() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8))
+}
+
 /// Loads every NDJSON file under `path`. Stops at the first bad line; batches already committed
 /// stay (each is whole), and reloading the same files is safe: existing ids get a new version.
+///
+/// One thread reads raw lines in chunks and deals them round-robin to the parser threads; a
+/// collector takes the parsed chunks back in the same round-robin order, so files, lines and
+/// errors keep their order, and cuts them into batches for the store.
 pub async fn load_dir(store: &dyn Store, path: &Path, batch: usize) -> Result<LoadReport> {
-    let files = files_in(path)?;
+    let files: Arc<[PathBuf]> = files_in(path)?.into();
     let started = Instant::now();
+    let stamp_time = atr_model::instant::now_micros();
+    let n = parser_count();
+    let mut threads = Vec::with_capacity(n + 2);
+    let mut to_parsers = Vec::with_capacity(n);
+    let mut from_parsers = Vec::with_capacity(n);
+    for i in 0..n {
+        let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<Work>(2);
+        let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<Parsed>(2);
+        let files = files.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("atr-parse-{i}"))
+                .spawn(move || parse_chunks(&files, stamp_time, work_rx, done_tx))?,
+        );
+        to_parsers.push(work_tx);
+        from_parsers.push(done_rx);
+    }
+    let reader_files = files.clone();
+    threads.push(
+        std::thread::Builder::new()
+            .name("atr-read".into())
+            .spawn(move || read_chunks(&reader_files, to_parsers))?,
+    );
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<ResourceWrite>>>(2);
-    let reader = std::thread::spawn(move || {
-        let stamp_time = atr_model::instant::now_micros();
-        let send = |b: Result<Vec<ResourceWrite>>| tx.blocking_send(b).is_ok();
-        for file in files {
-            let f = match std::fs::File::open(&file) {
-                Ok(f) => f,
-                Err(e) => {
-                    send(Err(anyhow::anyhow!("opening {}: {e}", file.display())));
-                    return;
-                }
-            };
-            let mut reader = std::io::BufReader::with_capacity(1 << 20, f);
-            let mut current = Vec::with_capacity(batch);
-            let mut line = String::new();
-            let mut line_no = 0;
-            loop {
-                line.clear();
-                match reader.read_line(&mut line) {
-                    Ok(0) => break,
-                    Ok(_) => {}
-                    Err(e) => {
-                        send(Err(anyhow::anyhow!(
-                            "{}:{}: {e}",
-                            file.display(),
-                            line_no + 1
-                        )));
-                        return;
-                    }
-                }
-                line_no += 1;
-                let text = line.trim();
-                if text.is_empty() {
-                    continue;
-                }
-                match parse_line(&file, line_no, text) {
-                    Ok(mut w) => {
-                        // Most loads create: stamp version 1 here, on this thread, and let the
-                        // store re-stamp the few that already exist.
-                        w.prestamp(1, stamp_time);
-                        // A Group's rows weigh like many resources: send it on its own.
-                        let heavy = w.members.as_ref().is_some_and(|m| m.len() > batch);
-                        current.push(w);
-                        let full = current.len() >= batch || heavy;
-                        if full && !send(Ok(std::mem::take(&mut current))) {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        send(Err(e));
-                        return;
-                    }
-                }
-            }
-            if !current.is_empty() && !send(Ok(current)) {
-                return;
-            }
-        }
-    });
+    threads.push(
+        std::thread::Builder::new()
+            .name("atr-collect".into())
+            .spawn(move || collect(from_parsers, batch, tx))?,
+    );
     let mut resources = 0u64;
     while let Some(b) = rx.recv().await {
         resources += store.load_batch(b?).await?;
     }
-    reader
-        .join()
-        .map_err(|_| anyhow::anyhow!("the NDJSON reader thread panicked"))?;
+    // A parser that died would look like the end of the input to the collector: check.
+    for t in threads {
+        t.join()
+            .map_err(|_| anyhow::anyhow!("an NDJSON loader thread panicked"))?;
+    }
     Ok(LoadReport {
         resources,
         elapsed: started.elapsed(),
     })
+}
+
+/// The reader thread: deals chunks of lines to the parsers in turn. Returns early when they are
+/// gone (the load stopped).
+fn read_chunks(files: &[PathBuf], to_parsers: Vec<SyncSender<Work>>) {
+    let mut seq = 0usize;
+    let mut deal = |w: Work| {
+        let ok = to_parsers[seq % to_parsers.len()].send(w).is_ok();
+        seq += 1;
+        ok
+    };
+    for (index, file) in files.iter().enumerate() {
+        let f = match std::fs::File::open(file) {
+            Ok(f) => f,
+            Err(e) => {
+                deal(Work::Failed(
+                    index,
+                    anyhow::anyhow!("opening {}: {e}", file.display()),
+                ));
+                return;
+            }
+        };
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, f);
+        let new_chunk = || Chunk {
+            file: index,
+            text: String::with_capacity(CHUNK_BYTES / 2),
+            lines: Vec::with_capacity(CHUNK_LINES),
+        };
+        let mut chunk = new_chunk();
+        let mut line_no = 0;
+        loop {
+            let start = chunk.text.len();
+            match reader.read_line(&mut chunk.text) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    if !chunk.lines.is_empty() && !deal(Work::Lines(chunk)) {
+                        return;
+                    }
+                    deal(Work::Failed(
+                        index,
+                        anyhow::anyhow!("{}:{}: {e}", file.display(), line_no + 1),
+                    ));
+                    return;
+                }
+            }
+            line_no += 1;
+            let line = &chunk.text[start..];
+            let trimmed = line.trim_start();
+            let from = start + (line.len() - trimmed.len());
+            let to = from + trimmed.trim_end().len();
+            if from == to {
+                chunk.text.truncate(start);
+                continue;
+            }
+            chunk.lines.push((line_no, from..to));
+            if (chunk.lines.len() >= CHUNK_LINES || chunk.text.len() >= CHUNK_BYTES)
+                && !deal(Work::Lines(std::mem::replace(&mut chunk, new_chunk())))
+            {
+                return;
+            }
+        }
+        if !chunk.lines.is_empty() && !deal(Work::Lines(chunk)) {
+            return;
+        }
+    }
+}
+
+/// A parser thread: parses, validates, indexes and pre-stamps each chunk it is dealt.
+fn parse_chunks(
+    files: &[PathBuf],
+    stamp_time: i64,
+    work: Receiver<Work>,
+    done: SyncSender<Parsed>,
+) {
+    for w in work {
+        let parsed = match w {
+            Work::Lines(chunk) => (chunk.file, parse_chunk(files, stamp_time, &chunk)),
+            Work::Failed(file, e) => (file, Err(e)),
+        };
+        if done.send(parsed).is_err() {
+            return;
+        }
+    }
+}
+
+fn parse_chunk(files: &[PathBuf], stamp_time: i64, chunk: &Chunk) -> Result<Vec<ResourceWrite>> {
+    let file = &files[chunk.file];
+    let mut writes = Vec::with_capacity(chunk.lines.len());
+    for (line_no, range) in &chunk.lines {
+        let mut w = parse_line(file, *line_no, &chunk.text[range.clone()])?;
+        // Most loads create: stamp version 1 here, in parallel, and let the store re-stamp the
+        // few that already exist.
+        w.prestamp(1, stamp_time);
+        writes.push(w);
+    }
+    Ok(writes)
+}
+
+/// The collector thread: takes parsed chunks in the order they were dealt and sends batches of up
+/// to `batch` writes, never mixing files, to the store. The first failure, in file order, ends the
+/// load.
+fn collect(
+    from_parsers: Vec<Receiver<Parsed>>,
+    batch: usize,
+    out: tokio::sync::mpsc::Sender<Result<Vec<ResourceWrite>>>,
+) {
+    let send = |b: Result<Vec<ResourceWrite>>| out.blocking_send(b).is_ok();
+    let mut current: Vec<ResourceWrite> = Vec::with_capacity(batch);
+    let mut current_file = None;
+    // Parsers close their output once the reader is done and they have passed everything on; the
+    // next chunk's parser closing means there is no next chunk.
+    for seq in 0.. {
+        let Ok((file, parsed)) = from_parsers[seq % from_parsers.len()].recv() else {
+            break;
+        };
+        // A file's last batch goes when the next file starts, even if that one fails at once.
+        if current_file.is_some_and(|f| f != file)
+            && !current.is_empty()
+            && !send(Ok(std::mem::replace(
+                &mut current,
+                Vec::with_capacity(batch),
+            )))
+        {
+            return;
+        }
+        current_file = Some(file);
+        let writes = match parsed {
+            Ok(writes) => writes,
+            Err(e) => {
+                send(Err(e));
+                return;
+            }
+        };
+        for w in writes {
+            // A Group's rows weigh like many resources: send it without waiting for more.
+            let heavy = w.members.as_ref().is_some_and(|m| m.len() > batch);
+            current.push(w);
+            if (current.len() >= batch || heavy)
+                && !send(Ok(std::mem::replace(
+                    &mut current,
+                    Vec::with_capacity(batch),
+                )))
+            {
+                return;
+            }
+        }
+    }
+    if !current.is_empty() {
+        send(Ok(current));
+    }
 }

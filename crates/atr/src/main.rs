@@ -3,6 +3,7 @@
 mod bench;
 mod clients;
 mod load;
+mod roster;
 mod serve;
 mod token;
 
@@ -55,6 +56,8 @@ enum Command {
     Clients(clients::ClientsArgs),
     /// Make a key pair for a Consumer (private and public JWK sets).
     Keygen(clients::KeygenArgs),
+    /// The payer's side of a list: set its status, replace its roster.
+    Roster(roster::RosterArgs),
     /// Get an access token with a credentials file (SMART Backend Services) and print it.
     Token(token::TokenArgs),
 }
@@ -98,6 +101,7 @@ async fn main() {
         Command::Clients(args) => clients::run(args).await,
         Command::Keygen(args) => clients::keygen(args),
         Command::Token(args) => token::run(args).await,
+        Command::Roster(args) => roster::run(args).await,
     };
     if let Err(e) = result {
         eprintln!("atr: {e:#}");

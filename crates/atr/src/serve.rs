@@ -28,6 +28,14 @@ pub struct ServeArgs {
 /// Opens the store named by the arguments, creating the data directory for SQLite.
 pub async fn open_store(args: &StoreArgs) -> Result<atr_store::SqlStore> {
     match &args.database {
+        Some(url) if args.schema.is_some() => {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                anyhow::bail!("--schema applies to PostgreSQL only");
+            }
+            atr_store::SqlStore::open_postgres(url, args.schema.as_deref())
+                .await
+                .with_context(|| "opening the database".to_string())
+        }
         Some(url) => atr_store::SqlStore::open(url)
             .await
             .with_context(|| "opening the database".to_string()),

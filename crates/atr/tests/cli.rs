@@ -318,3 +318,45 @@ fn keygen_and_the_client_registry_commands() {
     let (ok, _, err) = atr(&["clients", "--data-dir", &data, "show", "nobody"]);
     assert!(!ok && err.contains("nobody"), "{err}");
 }
+
+#[test]
+fn roster_status_and_reload_make_new_versions_and_bad_rows_fail_with_a_reason() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path().to_str().expect("utf-8 path");
+    let data = format!("{d}/ndjson");
+    assert!(atr(&["synth", "--members", "50", "--lists", "3", "--out", &data]).0);
+    let store = format!("{d}/store");
+    let (ok, _, err) = atr(&["load", &data, "--data-dir", &store]);
+    assert!(ok, "{err}");
+    // list-1 is final; the payer reopens it.
+    let (ok, out, err) = atr(&["roster", "--data-dir", &store, "status", "list-1", "open"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("is open (version 2)"), "{out}");
+    let (ok, out, _) = atr(&["roster", "--data-dir", &store, "status", "list-1", "open"]);
+    assert!(ok && out.contains("already open"), "{out}");
+    let (ok, _, err) = atr(&["roster", "--data-dir", &store, "status", "list-1", "closed"]);
+    assert!(!ok && err.contains("not a list status"), "{err}");
+    let csv = format!("{d}/roster.csv");
+    std::fs::write(
+        &csv,
+        "patient,provider,coverage,period_start,period_end\n\
+         Patient/pat-1,Practitioner/pract-1,Coverage/cov-1,2026-01-01,2026-12-31\n\
+         Patient/pat-2,Practitioner/pract-2,Coverage/cov-2,2026-01-01,2026-12-31\n",
+    )
+    .expect("write");
+    let (ok, out, err) = atr(&["roster", "--data-dir", &store, "reload", "list-1", &csv]);
+    assert!(ok, "{err}");
+    assert!(out.contains("2 entries, version 3"), "{out}");
+    let bad = format!("{d}/bad.csv");
+    std::fs::write(
+        &bad,
+        "patient,provider\nPractitioner/pract-1,Practitioner/pract-1\n",
+    )
+    .expect("write");
+    let (ok, _, err) = atr(&["roster", "--data-dir", &store, "reload", "list-1", &bad]);
+    assert!(!ok, "a Practitioner is not a member");
+    assert!(
+        err.contains("bad.csv:2") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+}

@@ -64,7 +64,22 @@ fn resource_entry(rtype: ResourceType) -> Value {
     .into_iter()
     .map(|code| json!({"code": code}))
     .collect();
-    json!({
+    let operations: Vec<Value> = if rtype == ResourceType::Group {
+        [
+            "member-add",
+            "member-remove",
+            "confirm-attribution-list",
+            "attribution-status",
+        ]
+        .iter()
+        .map(|op| {
+            json!({"name": op, "definition": format!("http://hl7.org/fhir/us/davinci-atr/OperationDefinition/{op}")})
+        })
+        .collect()
+    } else {
+        Vec::new()
+    };
+    let mut entry = json!({
         "type": rtype.as_str(),
         "supportedProfile": [rtype.atr_profile()],
         "interaction": interactions,
@@ -75,7 +90,11 @@ fn resource_entry(rtype: ResourceType) -> Value {
         "conditionalUpdate": false,
         "conditionalDelete": "not-supported",
         "searchParam": params,
-    })
+    });
+    if !operations.is_empty() {
+        entry["operation"] = Value::Array(operations);
+    }
+    entry
 }
 
 pub async fn capability_statement(State(state): State<AppState>) -> Response {

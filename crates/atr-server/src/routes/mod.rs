@@ -2,6 +2,7 @@
 
 mod bundle;
 mod metadata;
+mod reconcile;
 mod resource;
 mod search;
 
@@ -31,6 +32,10 @@ pub fn fhir_routes(state: &AppState) -> Router<AppState> {
         )
         .route("/{rtype}/{id}/_history", get(resource::history))
         .route("/{rtype}/{id}/_history/{version}", get(resource::vread))
+        .route(
+            "/{rtype}/{id}/{operation}",
+            get(reconcile::instance_operation).post(reconcile::instance_operation),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::enforce::require_token,

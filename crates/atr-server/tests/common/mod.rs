@@ -226,3 +226,50 @@ impl TestApp {
             .expect("PUT")
     }
 }
+
+pub const NPI: &str = "http://hl7.org/fhir/sid/us-npi";
+
+/// Loads a small synthetic payer (9 lists over 4 provider organisations) through the store.
+pub async fn load_synthetic(app: &TestApp) {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = atr_synth::SynthConfig {
+        seed: 11,
+        members: 60,
+        lists: 9,
+        provider_orgs: 4,
+        ..Default::default()
+    };
+    atr_synth::generate(&config, dir.path()).expect("synth");
+    let mut groups = Vec::new();
+    for rtype in atr_model::ResourceType::ALL {
+        let path = dir.path().join(format!("{rtype}.ndjson"));
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let mut batch = Vec::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let id = atr_server::ingest::body_id(line).expect("id");
+            let w = atr_server::ingest::prepare(rtype, &id, line, atr_store::WriteMode::Upsert)
+                .expect("valid");
+            if rtype == atr_model::ResourceType::Group {
+                groups.push(w);
+            } else {
+                batch.push(w);
+            }
+        }
+        app.store.load_batch(batch).await.expect("load");
+    }
+    app.store.load_batch(groups).await.expect("load groups");
+}
+
+pub async fn npi_of(app: &TestApp, org: &str) -> String {
+    let (_, body) = app.get_json(&format!("Organization/{org}")).await;
+    body["identifier"]
+        .as_array()
+        .expect("identifiers")
+        .iter()
+        .find(|i| i["system"] == NPI)
+        .and_then(|i| i["value"].as_str())
+        .expect("npi")
+        .to_string()
+}

@@ -4,11 +4,13 @@ mod access;
 mod auth;
 mod db;
 mod index_rows;
+mod member_ops;
 mod members;
 mod migrate;
 mod postgres;
 mod search;
 mod sqlite;
+mod sqlite_bulk;
 mod sqlite_direct;
 mod statement;
 
@@ -101,7 +103,8 @@ async fn lock_current(
             "SELECT version, deleted FROM resource_version WHERE rtype = $1 AND id = $2 AND is_current"
         }
         Dialect::Postgres => {
-            "SELECT version, deleted FROM resource_version WHERE rtype = $1 AND id = $2 AND is_current FOR UPDATE"
+            serialize_writers(tx, rtype.as_str(), id).await?;
+            "SELECT version, deleted FROM resource_version WHERE rtype = $1 AND id = $2 AND is_current"
         }
     };
     let row = tx
@@ -112,6 +115,23 @@ async fn lock_current(
         )
         .await?;
     Ok(row.map(|r| (r.int(0), r.bool(1))))
+}
+
+/// PostgreSQL: one writer per resource at a time, until the transaction ends. A row lock on the
+/// current version is not enough: a second writer waiting on it wakes to find that row no longer
+/// current (the first writer flipped it) and would see no current version at all.
+pub(crate) async fn serialize_writers(
+    tx: &mut Tx,
+    rtype: &str,
+    id: &str,
+) -> Result<(), StoreError> {
+    tx.fetch_optional(
+        "SELECT CAST(1 AS BIGINT) FROM (SELECT pg_advisory_xact_lock(hashtextextended($1, 0))) AS locked",
+        &[format!("{rtype}/{id}").into()],
+        &[Col::Int],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Maps a unique-key violation (a concurrent create of the same id) to `AlreadyExists`.
@@ -382,11 +402,36 @@ impl Store for SqlStore {
         Box::pin(ReceiverStream::new(rx))
     }
 
+    /// On SQLite a batch mixing Groups and other resources commits in two transactions: the
+    /// others first (through [`sqlite_bulk`]), then the Groups. The loader sends Groups after
+    /// everything else and large ones alone, so its batches are not mixed in practice.
     async fn load_batch(&self, batch: Vec<ResourceWrite>) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin_write().await?;
         let n = batch.len() as u64;
         let (groups, others): (Vec<_>, Vec<_>) =
             batch.into_iter().partition(|w| w.members.is_some());
+        if let Pool::Sqlite(p) = &self.pool {
+            if !others.is_empty() {
+                let path = p.connect_options().get_filename().to_path_buf();
+                let spent =
+                    tokio::task::spawn_blocking(move || sqlite_bulk::load_plain(&path, others))
+                        .await
+                        .map_err(|e| {
+                            StoreError::Direct(format!("the bulk writer failed: {e}"))
+                        })??;
+                // Freeing a batch of parsed resources takes a good fraction of the time it took
+                // to write them: let another thread do it while the next batch is written.
+                tokio::task::spawn_blocking(move || drop(spent));
+            }
+            if !groups.is_empty() {
+                let mut tx = self.pool.begin_write().await?;
+                for g in groups {
+                    write_in(&mut tx, g).await?;
+                }
+                tx.commit().await?;
+            }
+            return Ok(n);
+        }
+        let mut tx = self.pool.begin_write().await?;
         load_plain(&mut tx, others).await?;
         for g in groups {
             write_in(&mut tx, g).await?;
@@ -419,6 +464,30 @@ impl Store for SqlStore {
             .fetch_optional(&st.sql, &st.args, &[Col::Int])
             .await?;
         Ok(row.is_some_and(|r| r.int(0) == 1))
+    }
+
+    async fn change_members(
+        &self,
+        group_id: &str,
+        change: crate::MemberChange,
+        expected_version: Option<i64>,
+    ) -> Result<crate::MemberChangeOutcome, StoreError> {
+        let mut tx = self.pool.begin_write().await?;
+        let out = member_ops::apply(&mut tx, group_id, change, expected_version).await?;
+        if out.changed {
+            tx.commit().await?;
+        }
+        Ok(out)
+    }
+
+    async fn entries_of(
+        &self,
+        group_id: &str,
+        version: i64,
+        patient: &str,
+        derive_change_type: bool,
+    ) -> Result<Vec<String>, StoreError> {
+        member_ops::entries_of(&self.pool, group_id, version, patient, derive_change_type).await
     }
 
     async fn put_client(&self, client: &ClientRecord) -> Result<(), StoreError> {

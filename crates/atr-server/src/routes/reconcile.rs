@@ -1,0 +1,737 @@
+//! The reconciliation operations on an attribution list: `$member-add`, `$member-remove`,
+//! `$confirm-attribution-list` and `$attribution-status`.
+//!
+//! Handlers resolve the IG's identifiers (member id, provider NPI) and references to resources,
+//! then hand one [`MemberChange`] to the store, which applies it as row operations.
+
+use atr_auth::Interaction;
+use atr_model::group::MemberEntry;
+use atr_model::{
+    EXT_ATTRIBUTED_PROVIDER, EXT_CONTRACT_VALIDITY_PERIOD, EXT_COVERAGE_REFERENCE, Issue,
+    ResourceType, SYSTEM_NPI, operation_outcome,
+};
+use atr_store::{Access, Clause, MemberChange, SearchQuery, TokenMatch};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use super::{fhir_json, version_headers};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// The inputs of an operation, by name, with the FHIR type each came as.
+struct Inputs(Vec<(String, &'static str, Value)>);
+
+const VALUE_TYPES: [(&str, &str); 5] = [
+    ("valueIdentifier", "Identifier"),
+    ("valueReference", "Reference"),
+    ("valuePeriod", "Period"),
+    ("valueString", "string"),
+    ("valueCode", "code"),
+];
+
+fn parse_parameters(body: &[u8]) -> ApiResult<Inputs> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Inputs(Vec::new()));
+    }
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "structure",
+            format!("the body is not valid JSON: {e}"),
+        )
+    })?;
+    if v.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
+        return Err(ApiError::bad_request(
+            "the body of an operation must be a Parameters resource",
+        ));
+    }
+    let mut out = Vec::new();
+    for p in v
+        .get("parameter")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+    {
+        let name = p
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::bad_param("parameter", "every parameter needs a name"))?;
+        let (kind, value) = VALUE_TYPES
+            .iter()
+            .find_map(|(field, kind)| p.get(*field).map(|v| (*kind, v.clone())))
+            .unwrap_or(("other", Value::Null));
+        out.push((name.to_string(), kind, value));
+    }
+    Ok(Inputs(out))
+}
+
+impl Inputs {
+    /// The names given, checked against the accepted combinations (each a list of required names
+    /// plus optional ones), with the right types.
+    fn check(
+        &self,
+        op: &str,
+        combos: &[&[&str]],
+        optional: &[&str],
+        types: &[(&str, &str)],
+    ) -> ApiResult<()> {
+        let mut names: Vec<&str> = self.0.iter().map(|(n, _, _)| n.as_str()).collect();
+        let listing = || {
+            combos
+                .iter()
+                .map(|c| {
+                    if c.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        c.join(" + ")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        for (name, kind, _) in &self.0 {
+            match types.iter().find(|(n, _)| n == name) {
+                None => {
+                    return Err(ApiError::bad_param(
+                        name,
+                        format!(
+                            "{op} has no parameter {name:?}; accepted combinations: {}",
+                            listing()
+                        ),
+                    ));
+                }
+                Some((_, want)) if want != kind => {
+                    return Err(ApiError::bad_param(
+                        name,
+                        format!("{op} parameter {name} must be a {want}, not a {kind}"),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let before = names.len();
+        names.sort_unstable();
+        names.dedup();
+        if names.len() != before {
+            return Err(ApiError::bad_request(format!(
+                "{op}: a parameter is repeated; accepted combinations: {}",
+                listing()
+            )));
+        }
+        let required: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| !optional.contains(n))
+            .collect();
+        let fits = combos.iter().any(|c| {
+            let mut c: Vec<&str> = c.to_vec();
+            c.sort_unstable();
+            c == required
+        });
+        if fits {
+            Ok(())
+        } else {
+            Err(ApiError::bad_request(format!(
+                "{op} does not accept this combination of parameters ({}); accepted combinations: {}",
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(" + ")
+                },
+                listing()
+            )))
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&Value> {
+        self.0.iter().find(|(n, _, _)| n == name).map(|(_, _, v)| v)
+    }
+}
+
+async fn search_ids(
+    state: &AppState,
+    rtype: ResourceType,
+    clauses: Vec<Clause>,
+) -> ApiResult<Vec<String>> {
+    let page = state
+        .store
+        .search(&SearchQuery {
+            rtype,
+            clauses,
+            count: 50,
+            after_id: None,
+            with_total: false,
+            access: Access::All,
+        })
+        .await?;
+    Ok(page.matches.into_iter().map(|m| m.id).collect())
+}
+
+fn token(system: Option<&str>, value: &str) -> Vec<TokenMatch> {
+    vec![TokenMatch {
+        system: system.map(str::to_string),
+        code: Some(value.to_string()),
+    }]
+}
+
+fn identifier_parts<'a>(v: &'a Value, name: &str) -> ApiResult<(Option<&'a str>, &'a str)> {
+    let value = v
+        .get("value")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            ApiError::bad_param(name, format!("{name} needs an Identifier with a value"))
+        })?;
+    Ok((v.get("system").and_then(Value::as_str), value))
+}
+
+/// `memberId` → `Patient/id`, through the Patient's identifiers, then the Coverage's.
+async fn patient_by_member_id(state: &AppState, v: &Value) -> ApiResult<String> {
+    let (system, value) = identifier_parts(v, "memberId")?;
+    let identifier = |_: ()| Clause::Token {
+        param: "identifier",
+        any_of: token(system, value),
+    };
+    let mut ids = search_ids(state, ResourceType::Patient, vec![identifier(())]).await?;
+    if ids.is_empty() {
+        for cov in search_ids(state, ResourceType::Coverage, vec![identifier(())]).await? {
+            if let Some(r) = state.store.read(ResourceType::Coverage, &cov, None).await?
+                && !r.deleted
+                && let Ok(c) = serde_json::from_slice::<Value>(&r.body)
+                && let Some(p) = c["beneficiary"]["reference"].as_str()
+                && let Some(p) = atr_model::reference::normalize_reference(p)
+                && let Some(id) = p.strip_prefix("Patient/")
+            {
+                ids.push(id.to_string());
+            }
+        }
+        ids.sort();
+        ids.dedup();
+    }
+    match ids.as_slice() {
+        [one] => Ok(format!("Patient/{one}")),
+        [] => Err(ApiError::not_found(format!(
+            "no Patient has member id {}{value}",
+            system.map(|s| format!("{s}|")).unwrap_or_default()
+        ))
+        .at("memberId")),
+        _ => Err(ApiError::bad_param(
+            "memberId",
+            format!("member id {value} matches several Patients; send patientReference instead"),
+        )),
+    }
+}
+
+/// `providerNpi` → the Practitioner, PractitionerRole or Organization with that NPI.
+async fn provider_by_npi(state: &AppState, v: &Value) -> ApiResult<String> {
+    let (system, value) = identifier_parts(v, "providerNpi")?;
+    if system.is_some_and(|s| s != SYSTEM_NPI) {
+        return Err(ApiError::bad_param(
+            "providerNpi",
+            format!("providerNpi must be an NPI ({SYSTEM_NPI})"),
+        ));
+    }
+    for rtype in [
+        ResourceType::Practitioner,
+        ResourceType::PractitionerRole,
+        ResourceType::Organization,
+    ] {
+        let ids = search_ids(
+            state,
+            rtype,
+            vec![Clause::Token {
+                param: "identifier",
+                any_of: token(Some(SYSTEM_NPI), value),
+            }],
+        )
+        .await?;
+        if let Some(id) = ids.first() {
+            return Ok(format!("{rtype}/{id}"));
+        }
+    }
+    Err(ApiError::not_found(format!("no provider has NPI {value}")).at("providerNpi"))
+}
+
+/// A reference input that must name an existing resource of one of `types`.
+async fn existing_reference(
+    state: &AppState,
+    v: &Value,
+    name: &str,
+    types: &[ResourceType],
+) -> ApiResult<String> {
+    let text = v
+        .get("reference")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad_param(name, format!("{name} needs a reference")))?;
+    let reference = atr_model::reference::normalize_reference(text).ok_or_else(|| {
+        ApiError::bad_param(name, format!("{name} {text:?} is not a Type/id reference"))
+    })?;
+    let (rtype, id) = reference.split_once('/').unwrap_or_default();
+    let rtype: ResourceType = rtype
+        .parse()
+        .ok()
+        .filter(|t| types.contains(t))
+        .ok_or_else(|| {
+            let names: Vec<&str> = types.iter().map(|t| t.as_str()).collect();
+            ApiError::bad_param(
+                name,
+                format!("{name} must reference a {}", names.join(" or ")),
+            )
+        })?;
+    match state.store.read(rtype, id, None).await? {
+        Some(r) if !r.deleted => Ok(reference),
+        _ => Err(ApiError::not_found(format!("{reference} ({name}) does not exist")).at(name)),
+    }
+}
+
+const PROVIDER_TYPES: [ResourceType; 3] = [
+    ResourceType::Practitioner,
+    ResourceType::PractitionerRole,
+    ResourceType::Organization,
+];
+
+/// The member's active Coverage with the contract's payer.
+async fn coverage_with_payer(
+    state: &AppState,
+    patient: &str,
+    payer: Option<&str>,
+) -> ApiResult<String> {
+    let mut clauses = vec![Clause::Reference {
+        param: "beneficiary",
+        any_of: vec![patient.to_string()],
+    }];
+    if let Some(payer) = payer {
+        clauses.push(Clause::Reference {
+            param: "payor",
+            any_of: vec![payer.to_string()],
+        });
+    }
+    for id in search_ids(state, ResourceType::Coverage, clauses).await? {
+        if let Some(r) = state.store.read(ResourceType::Coverage, &id, None).await?
+            && let Ok(c) = serde_json::from_slice::<Value>(&r.body)
+            && c["status"] == "active"
+        {
+            return Ok(format!("Coverage/{id}"));
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "business-rule",
+        format!(
+            "{patient} has no active Coverage with {}: the payer does not attribute members it does not cover",
+            payer.unwrap_or("this payer")
+        ),
+    ))
+}
+
+/// The Group's current header, for its payer and contract period.
+async fn group_header(state: &AppState, group_id: &str) -> ApiResult<Value> {
+    match state
+        .store
+        .read(ResourceType::Group, group_id, None)
+        .await?
+    {
+        Some(r) if !r.deleted => serde_json::from_slice(&r.body).map_err(|e| {
+            tracing::error!(error = %e, "stored Group header unreadable");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "exception",
+                "internal error",
+            )
+        }),
+        _ => Err(ApiError::not_found(format!(
+            "Group/{group_id} does not exist"
+        ))),
+    }
+}
+
+fn if_match(headers: &HeaderMap) -> ApiResult<Option<i64>> {
+    let Some(v) = headers.get(axum::http::header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = v.to_str().unwrap_or("");
+    let digits = text.trim().trim_start_matches("W/").trim_matches('"');
+    digits.parse::<i64>().map(Some).map_err(|_| {
+        ApiError::bad_request(format!(
+            "If-Match {text:?} is not a version ETag like W/\"3\""
+        ))
+    })
+}
+
+fn answer(status: StatusCode, message: String, version: i64, last_updated: i64) -> Response {
+    let mut resp = fhir_json(status, &operation_outcome(&[Issue::information(message)]));
+    if last_updated > 0 {
+        version_headers(resp.headers_mut(), version, last_updated);
+    } else {
+        resp.headers_mut()
+            .insert(axum::http::header::ETAG, super::etag(version));
+    }
+    resp
+}
+
+pub async fn member_add(
+    state: &AppState,
+    caller: &Caller,
+    group_id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> ApiResult<Response> {
+    caller.require("Group", Interaction::Update)?;
+    let inputs = parse_parameters(body)?;
+    inputs.check(
+        "$member-add",
+        &[
+            &["memberId", "providerNpi"],
+            &["patientReference", "providerReference"],
+        ],
+        &["attributionPeriod"],
+        &[
+            ("memberId", "Identifier"),
+            ("providerNpi", "Identifier"),
+            ("patientReference", "Reference"),
+            ("providerReference", "Reference"),
+            ("attributionPeriod", "Period"),
+        ],
+    )?;
+    let header = group_header(state, group_id).await?;
+    let (patient, provider) = match (inputs.get("memberId"), inputs.get("providerNpi")) {
+        (Some(m), Some(n)) => (
+            patient_by_member_id(state, m).await?,
+            provider_by_npi(state, n).await?,
+        ),
+        _ => (
+            existing_reference(
+                state,
+                inputs.get("patientReference").unwrap_or(&Value::Null),
+                "patientReference",
+                &[ResourceType::Patient],
+            )
+            .await?,
+            existing_reference(
+                state,
+                inputs.get("providerReference").unwrap_or(&Value::Null),
+                "providerReference",
+                &PROVIDER_TYPES,
+            )
+            .await?,
+        ),
+    };
+    let payer = header["managingEntity"]["reference"]
+        .as_str()
+        .and_then(atr_model::reference::normalize_reference);
+    let coverage = coverage_with_payer(state, &patient, payer.as_deref()).await?;
+    let period = inputs.get("attributionPeriod").cloned().or_else(|| {
+        header["extension"].as_array().and_then(|exts| {
+            exts.iter()
+                .find(|e| e["url"] == EXT_CONTRACT_VALIDITY_PERIOD)
+                .map(|e| e["valuePeriod"].clone())
+        })
+    });
+    let mut member = json!({
+        "extension": [
+            {"url": EXT_COVERAGE_REFERENCE, "valueReference": {"reference": coverage}},
+            {"url": EXT_ATTRIBUTED_PROVIDER, "valueReference": {"reference": provider}},
+        ],
+        "entity": {"reference": patient},
+    });
+    if let Some(p) = period.filter(Value::is_object) {
+        member["period"] = p;
+    }
+    member["inactive"] = Value::Bool(false);
+    let entry = MemberEntry::from_value(&member);
+    let out = state
+        .store
+        .change_members(group_id, MemberChange::Add(entry), if_match(headers)?)
+        .await?;
+    let message = if out.changed {
+        format!(
+            "{patient} added to Group/{group_id}, attributed to {provider} with {coverage}; version {}",
+            out.version
+        )
+    } else {
+        format!(
+            "{patient} is already on Group/{group_id}, attributed to {provider} with {coverage}; nothing changed (version {})",
+            out.version
+        )
+    };
+    Ok(answer(
+        StatusCode::OK,
+        message,
+        out.version,
+        out.last_updated,
+    ))
+}
+
+pub async fn member_remove(
+    state: &AppState,
+    caller: &Caller,
+    group_id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> ApiResult<Response> {
+    caller.require("Group", Interaction::Update)?;
+    let inputs = parse_parameters(body)?;
+    inputs.check(
+        "$member-remove",
+        &[
+            &["memberId"],
+            &["memberId", "providerNpi"],
+            &["patientReference"],
+            &["patientReference", "providerReference"],
+            &["patientReference", "providerReference", "coverageReference"],
+        ],
+        &[],
+        &[
+            ("memberId", "Identifier"),
+            ("providerNpi", "Identifier"),
+            ("patientReference", "Reference"),
+            ("providerReference", "Reference"),
+            ("coverageReference", "Reference"),
+        ],
+    )?;
+    group_header(state, group_id).await?;
+    let patient = match inputs.get("memberId") {
+        Some(m) => patient_by_member_id(state, m).await?,
+        None => {
+            existing_reference(
+                state,
+                inputs.get("patientReference").unwrap_or(&Value::Null),
+                "patientReference",
+                &[ResourceType::Patient],
+            )
+            .await?
+        }
+    };
+    let provider = match (inputs.get("providerNpi"), inputs.get("providerReference")) {
+        (Some(n), _) => Some(provider_by_npi(state, n).await?),
+        (_, Some(r)) => {
+            Some(existing_reference(state, r, "providerReference", &PROVIDER_TYPES).await?)
+        }
+        _ => None,
+    };
+    let coverage = match inputs.get("coverageReference") {
+        Some(r) => Some(
+            existing_reference(state, r, "coverageReference", &[ResourceType::Coverage]).await?,
+        ),
+        None => None,
+    };
+    let out = state
+        .store
+        .change_members(
+            group_id,
+            MemberChange::Remove {
+                patient: patient.clone(),
+                provider,
+                coverage,
+            },
+            if_match(headers)?,
+        )
+        .await?;
+    let how = if out.status == "draft" {
+        "marked inactive with changeType dropped (the list is a draft)"
+    } else {
+        "removed (the list is open)"
+    };
+    Ok(answer(
+        StatusCode::OK,
+        format!(
+            "{} entr{} of {patient} on Group/{group_id} {how}; version {}",
+            out.affected,
+            if out.affected == 1 { "y" } else { "ies" },
+            out.version
+        ),
+        out.version,
+        out.last_updated,
+    ))
+}
+
+pub async fn confirm(
+    state: &AppState,
+    caller: &Caller,
+    group_id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> ApiResult<Response> {
+    caller.require("Group", Interaction::Update)?;
+    parse_parameters(body)?.check("$confirm-attribution-list", &[&[]], &[], &[])?;
+    let out = state
+        .store
+        .change_members(group_id, MemberChange::Confirm, if_match(headers)?)
+        .await?;
+    let message = if out.changed {
+        format!(
+            "Group/{group_id} is now final (version {}); {} inactive entr{} dropped",
+            out.version,
+            out.affected,
+            if out.affected == 1 { "y" } else { "ies" }
+        )
+    } else {
+        format!(
+            "Group/{group_id} was already final; nothing changed (version {})",
+            out.version
+        )
+    };
+    Ok(answer(
+        StatusCode::CREATED,
+        message,
+        out.version,
+        out.last_updated,
+    ))
+}
+
+pub async fn attribution_status(
+    state: &AppState,
+    group_id: &str,
+    body: &[u8],
+) -> ApiResult<Response> {
+    let inputs = parse_parameters(body)?;
+    inputs.check(
+        "$attribution-status",
+        &[&["memberId"], &["patientReference"]],
+        &[],
+        &[
+            ("memberId", "Identifier"),
+            ("patientReference", "Reference"),
+        ],
+    )?;
+    let stored = match state
+        .store
+        .read(ResourceType::Group, group_id, None)
+        .await?
+    {
+        Some(r) if !r.deleted => r,
+        _ => {
+            return Err(ApiError::not_found(format!(
+                "Group/{group_id} does not exist"
+            )));
+        }
+    };
+    let patient = match inputs.get("memberId") {
+        Some(m) => patient_by_member_id(state, m).await?,
+        None => {
+            existing_reference(
+                state,
+                inputs.get("patientReference").unwrap_or(&Value::Null),
+                "patientReference",
+                &[ResourceType::Patient],
+            )
+            .await?
+        }
+    };
+    let mut header: Value = serde_json::from_slice(&stored.body).map_err(|e| {
+        tracing::error!(error = %e, "stored Group header unreadable");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "exception",
+            "internal error",
+        )
+    })?;
+    let derive = atr_model::group::is_attribution_list(&header);
+    let entries = state
+        .store
+        .entries_of(group_id, stored.version, &patient, derive)
+        .await?;
+    if entries.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "business-rule",
+            format!("{patient} is not on Group/{group_id}"),
+        ));
+    }
+    let members: Vec<Value> = entries
+        .iter()
+        .filter_map(|e| serde_json::from_str(e).ok())
+        .collect();
+    let mut refs: Vec<String> = vec![patient.clone()];
+    for m in &members {
+        for ext in m["extension"].as_array().into_iter().flatten() {
+            if let Some(r) = ext["valueReference"]["reference"].as_str() {
+                refs.push(r.to_string());
+            }
+        }
+    }
+    header["quantity"] = members.len().into();
+    header["member"] = Value::Array(members);
+    let base = state.base_url.to_string();
+    let mut out = vec![json!({"fullUrl": format!("{base}/Group/{group_id}"), "resource": header})];
+    let mut seen = std::collections::HashSet::new();
+    let mut i = 0;
+    while i < refs.len() {
+        let r = refs[i].clone();
+        i += 1;
+        if !seen.insert(r.clone()) {
+            continue;
+        }
+        let Some((t, id)) = r.split_once('/') else {
+            continue;
+        };
+        let Ok(rtype) = t.parse::<ResourceType>() else {
+            continue;
+        };
+        let Some(res) = state.store.read(rtype, id, None).await? else {
+            continue;
+        };
+        if res.deleted {
+            continue;
+        }
+        let Ok(value) = serde_json::from_slice::<Value>(&res.body) else {
+            continue;
+        };
+        // A Coverage's subscriber (a RelatedPerson) comes too.
+        if rtype == ResourceType::Coverage
+            && let Some(s) = value["subscriber"]["reference"].as_str()
+            && s.starts_with("RelatedPerson/")
+        {
+            refs.push(s.to_string());
+        }
+        out.push(json!({"fullUrl": format!("{base}/{r}"), "resource": value}));
+    }
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "type": "collection",
+        "timestamp": atr_model::instant::fhir_instant(atr_model::instant::now_micros()),
+        "entry": out,
+    });
+    Ok(fhir_json(StatusCode::OK, &bundle))
+}
+
+/// `POST [base]/Group/{id}/$operation`: checks the type, the client's access to the list, and
+/// dispatches. Another provider's list is a 404, as for a read.
+pub async fn instance_operation(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    caller: Caller,
+    axum::extract::Path((rtype, id, operation)): axum::extract::Path<(String, String, String)>,
+    method: axum::http::Method,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let rtype = super::resource_type(&rtype)?;
+    super::check_id(&id)?;
+    let known = [
+        "$member-add",
+        "$member-remove",
+        "$confirm-attribution-list",
+        "$attribution-status",
+    ];
+    if rtype != ResourceType::Group || !known.contains(&operation.as_str()) {
+        return Err(ApiError::not_found(format!(
+            "operation {operation} is not supported on {rtype}"
+        )));
+    }
+    if method != axum::http::Method::POST {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "not-supported",
+            format!("{operation} is invoked with POST and a Parameters body"),
+        ));
+    }
+    super::resource::readable(&state, &caller, rtype, &id).await?;
+    match operation.as_str() {
+        "$member-add" => member_add(&state, &caller, &id, &headers, &body).await,
+        "$member-remove" => member_remove(&state, &caller, &id, &headers, &body).await,
+        "$confirm-attribution-list" => confirm(&state, &caller, &id, &headers, &body).await,
+        _ => attribution_status(&state, &id, &body).await,
+    }
+}

@@ -1,0 +1,404 @@
+//! Reconciliation as row operations: adding, removing and confirming entries of an attribution list
+//! touches only the rows concerned plus a new header version, so the cost does not grow with the
+//! list (a 1M-member Group is never rewritten to add one member).
+
+use atr_model::group::{MemberEntry, list_status, shown_change_type, write_member};
+use atr_model::instant::now_micros;
+use serde_json::Value;
+
+use super::db::{Arg, Col, Tx};
+use crate::{MemberChange, MemberChangeOutcome, StoreError};
+
+/// The current header of a Group, locked for this transaction.
+struct Header {
+    version: i64,
+    member_count: i64,
+    body: Value,
+}
+
+async fn lock_header(tx: &mut Tx, group_id: &str) -> Result<Header, StoreError> {
+    let sql = match tx.dialect() {
+        super::db::Dialect::Sqlite => {
+            "SELECT version, deleted, member_count, body FROM resource_version \
+             WHERE rtype = 'Group' AND id = $1 AND is_current"
+        }
+        super::db::Dialect::Postgres => {
+            super::serialize_writers(tx, "Group", group_id).await?;
+            "SELECT version, deleted, member_count, body FROM resource_version \
+             WHERE rtype = 'Group' AND id = $1 AND is_current"
+        }
+    };
+    let row = tx
+        .fetch_optional(
+            sql,
+            &[group_id.into()],
+            &[Col::Int, Col::Bool, Col::OptInt, Col::Bytes],
+        )
+        .await?;
+    let not_found = || StoreError::NotFound {
+        rtype: "Group".into(),
+        id: group_id.to_string(),
+    };
+    let mut row = row.ok_or_else(not_found)?;
+    if row.bool(1) {
+        return Err(not_found());
+    }
+    let body: Value =
+        serde_json::from_slice(&row.bytes(3)).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(Header {
+        version: row.int(0),
+        member_count: row.opt_int(2).unwrap_or(0),
+        body,
+    })
+}
+
+/// A current row matched by a change.
+struct Matched {
+    row_id: i64,
+    inactive: bool,
+    entry: MemberEntry,
+}
+
+async fn current_rows(
+    tx: &mut Tx,
+    group_id: &str,
+    patient: &str,
+    provider: Option<&str>,
+    coverage: Option<&str>,
+) -> Result<Vec<Matched>, StoreError> {
+    let mut sql = String::from(
+        "SELECT row_id, inactive, member_key, provider, coverage, period_start, period_end, \
+         change_type, extensions, body, content_hash FROM group_member \
+         WHERE patient = $1 AND to_version IS NULL AND group_id = $2",
+    );
+    let mut args: Vec<Arg> = vec![patient.into(), group_id.into()];
+    if let Some(p) = provider {
+        args.push(p.into());
+        sql.push_str(&format!(" AND provider = ${}", args.len()));
+    }
+    if let Some(c) = coverage {
+        args.push(c.into());
+        sql.push_str(&format!(" AND coverage = ${}", args.len()));
+    }
+    sql.push_str(" ORDER BY ord");
+    let rows = tx
+        .fetch_all(
+            &sql,
+            &args,
+            &[
+                Col::Int,
+                Col::Bool,
+                Col::Text,
+                Col::OptText,
+                Col::OptText,
+                Col::OptText,
+                Col::OptText,
+                Col::OptText,
+                Col::Text,
+                Col::Text,
+                Col::Int,
+            ],
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|mut r| Matched {
+            row_id: r.int(0),
+            inactive: r.bool(1),
+            entry: MemberEntry {
+                key: r.text(2),
+                patient: patient.to_string(),
+                provider: r.opt_text(3),
+                coverage: r.opt_text(4),
+                period_start: r.opt_text(5),
+                period_end: r.opt_text(6),
+                inactive: r.bool(1),
+                change_type: r.opt_text(7),
+                extensions: r.text(8),
+                body: r.text(9),
+                content_hash: r.int(10),
+            },
+        })
+        .collect())
+}
+
+async fn end_row(tx: &mut Tx, row_id: i64, version: i64) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE group_member SET to_version = $1 WHERE row_id = $2",
+        &[version.into(), row_id.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn insert_row(
+    tx: &mut Tx,
+    group_id: &str,
+    ord: Option<i64>,
+    e: MemberEntry,
+    change_type: &str,
+    version: i64,
+) -> Result<(), StoreError> {
+    let ord = match ord {
+        Some(o) => o,
+        None => {
+            // The position after the last row the Group ever had: an index lookup, whatever its size.
+            let row = tx
+                .fetch_optional(
+                    "SELECT MAX(ord) FROM group_member WHERE group_id = $1",
+                    &[group_id.into()],
+                    &[Col::OptInt],
+                )
+                .await?;
+            row.and_then(|r| r.opt_int(0)).map_or(0, |m| m + 1)
+        }
+    };
+    tx.execute(
+        "INSERT INTO group_member (group_id, ord, member_key, patient, coverage, provider, period_start, \
+         period_end, inactive, change_type, content_hash, extensions, body, from_version) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        &[
+            group_id.into(),
+            ord.into(),
+            e.key.into(),
+            e.patient.into(),
+            e.coverage.into(),
+            e.provider.into(),
+            e.period_start.into(),
+            e.period_end.into(),
+            e.inactive.into(),
+            Arg::OptText(Some(change_type.to_string())),
+            e.content_hash.into(),
+            e.extensions.into(),
+            e.body.into(),
+            version.into(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The `ord` of a row (kept when an entry is replaced in place).
+async fn ord_of(tx: &mut Tx, row_id: i64) -> Result<i64, StoreError> {
+    let row = tx
+        .fetch_optional(
+            "SELECT ord FROM group_member WHERE row_id = $1",
+            &[row_id.into()],
+            &[Col::Int],
+        )
+        .await?;
+    Ok(row.map_or(0, |r| r.int(0)))
+}
+
+/// Sets the list-status extension of a Group header.
+fn set_status(header: &mut Value, status: &str) {
+    if let Some(exts) = header.get_mut("extension").and_then(Value::as_array_mut) {
+        for ext in exts {
+            if ext.get("url").and_then(Value::as_str)
+                == Some(atr_model::EXT_ATTRIBUTION_LIST_STATUS)
+            {
+                ext["valueCode"] = Value::from(status);
+            }
+        }
+    }
+}
+
+/// Applies one change in `tx`. No effective change: no new version.
+pub(crate) async fn apply(
+    tx: &mut Tx,
+    group_id: &str,
+    change: MemberChange,
+    expected_version: Option<i64>,
+) -> Result<MemberChangeOutcome, StoreError> {
+    let mut header = lock_header(tx, group_id).await?;
+    if let Some(expected) = expected_version
+        && expected != header.version
+    {
+        return Err(StoreError::VersionConflict {
+            rtype: "Group".into(),
+            id: group_id.to_string(),
+            expected,
+            current: header.version,
+        });
+    }
+    let status = list_status(&header.body).unwrap_or("open").to_string();
+    let next = header.version + 1;
+    let unchanged = |header: &Header, affected: u64, status: &str| MemberChangeOutcome {
+        changed: false,
+        version: header.version,
+        last_updated: 0,
+        affected,
+        status: status.to_string(),
+        member_count: header.member_count,
+    };
+    let mut count = header.member_count;
+    let mut new_status = status.clone();
+    let affected: u64;
+    match change {
+        MemberChange::Add(entry) => {
+            if status == "final" {
+                return Err(StoreError::ListFinal(group_id.to_string()));
+            }
+            let existing = current_rows(
+                tx,
+                group_id,
+                &entry.patient,
+                entry.provider.as_deref(),
+                entry.coverage.as_deref(),
+            )
+            .await?;
+            match existing.iter().find(|m| m.entry.key == entry.key) {
+                Some(m) if !m.inactive => return Ok(unchanged(&header, 0, &status)),
+                Some(m) => {
+                    // Re-adding an entry removed from a draft list: the same attribution, changed.
+                    let ord = ord_of(tx, m.row_id).await?;
+                    end_row(tx, m.row_id, next).await?;
+                    insert_row(tx, group_id, Some(ord), entry, "changed", next).await?;
+                }
+                None => {
+                    insert_row(tx, group_id, None, entry, "new", next).await?;
+                    count += 1;
+                }
+            }
+            affected = 1;
+        }
+        MemberChange::Remove {
+            patient,
+            provider,
+            coverage,
+        } => {
+            if status == "final" {
+                return Err(StoreError::ListFinal(group_id.to_string()));
+            }
+            let rows: Vec<Matched> = current_rows(
+                tx,
+                group_id,
+                &patient,
+                provider.as_deref(),
+                coverage.as_deref(),
+            )
+            .await?
+            .into_iter()
+            .filter(|m| !m.inactive)
+            .collect();
+            if rows.is_empty() {
+                return Err(StoreError::NotOnList {
+                    group: group_id.to_string(),
+                    patient,
+                });
+            }
+            affected = rows.len() as u64;
+            for m in rows {
+                end_row(tx, m.row_id, next).await?;
+                if status == "draft" {
+                    // Draft lists keep the entry, marked inactive, so the provider sees the drop.
+                    let ord = ord_of(tx, m.row_id).await?;
+                    insert_row(
+                        tx,
+                        group_id,
+                        Some(ord),
+                        deactivated(&m.entry),
+                        "dropped",
+                        next,
+                    )
+                    .await?;
+                } else {
+                    count -= 1;
+                }
+            }
+        }
+        MemberChange::SetStatus(target) if target != "final" => {
+            if target == status {
+                return Ok(unchanged(&header, 0, &status));
+            }
+            affected = 0;
+            set_status(&mut header.body, &target);
+            new_status = target;
+        }
+        MemberChange::Confirm | MemberChange::SetStatus(_) => {
+            if status == "final" {
+                return Ok(unchanged(&header, 0, &status));
+            }
+            // Inactive entries leave the list when it becomes final.
+            let dropped = tx
+                .execute(
+                    "UPDATE group_member SET to_version = $1 WHERE group_id = $2 AND to_version IS NULL AND inactive",
+                    &[next.into(), group_id.into()],
+                )
+                .await?;
+            count -= dropped as i64;
+            affected = dropped;
+            new_status = "final".into();
+            set_status(&mut header.body, "final");
+        }
+    }
+    let last_updated = now_micros();
+    header.body["quantity"] = count.into();
+    atr_model::meta::stamp(&mut header.body, group_id, next, last_updated);
+    let body = serde_json::to_vec(&header.body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    tx.execute(
+        "UPDATE resource_version SET is_current = FALSE WHERE rtype = 'Group' AND id = $1 AND is_current",
+        &[group_id.into()],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO resource_version (rtype, id, version, last_updated, deleted, is_current, member_count, body) \
+         VALUES ('Group', $1, $2, $3, FALSE, TRUE, $4, $5)",
+        &[
+            group_id.into(),
+            next.into(),
+            last_updated.into(),
+            count.into(),
+            Arg::Bytes(body),
+        ],
+    )
+    .await?;
+    Ok(MemberChangeOutcome {
+        changed: true,
+        version: next,
+        last_updated,
+        affected,
+        status: new_status,
+        member_count: count,
+    })
+}
+
+/// The same entry marked `inactive` (its row content, and so its hash, change with it).
+fn deactivated(e: &MemberEntry) -> MemberEntry {
+    let sep = if e.body.is_empty() { "" } else { "," };
+    let text = format!("{{\"extension\":[{}]{sep}{}}}", e.extensions, e.body);
+    let mut member: Value =
+        serde_json::from_str(&text).unwrap_or_else(|_| Value::Object(Default::default()));
+    member["inactive"] = Value::Bool(true);
+    let mut out = MemberEntry::from_value(&member);
+    out.key = e.key.clone();
+    out
+}
+
+/// The current entries of `patient` on a Group, as member JSON elements (for `$attribution-status`).
+pub(crate) async fn entries_of(
+    pool: &super::db::Pool,
+    group_id: &str,
+    version: i64,
+    patient: &str,
+    derive: bool,
+) -> Result<Vec<String>, StoreError> {
+    let rows = pool
+        .fetch_all(
+            "SELECT from_version, change_type, inactive, extensions, body FROM group_member \
+             WHERE patient = $1 AND to_version IS NULL AND group_id = $2 ORDER BY ord",
+            &[patient.into(), group_id.into()],
+            &[Col::Int, Col::OptText, Col::Bool, Col::Text, Col::Text],
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|mut r| {
+            let stored = r.opt_text(1);
+            let code = shown_change_type(derive, r.int(0), version, stored.as_deref(), r.bool(2));
+            let mut buf = Vec::new();
+            write_member(&mut buf, code, &r.text(3), &r.text(4));
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+        .collect())
+}
