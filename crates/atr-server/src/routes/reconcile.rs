@@ -298,20 +298,25 @@ async fn coverage_with_payer(
     patient: &str,
     payer: Option<&str>,
 ) -> ApiResult<String> {
-    let mut clauses = vec![Clause::Reference {
+    // By beneficiary only (a member has a handful of Coverages); the payer is checked on each.
+    // Adding `payor` to the search would make the database gather every Coverage of the payer.
+    let clauses = vec![Clause::Reference {
         param: "beneficiary",
         any_of: vec![patient.to_string()],
     }];
-    if let Some(payer) = payer {
-        clauses.push(Clause::Reference {
-            param: "payor",
-            any_of: vec![payer.to_string()],
-        });
-    }
     for id in search_ids(state, ResourceType::Coverage, clauses).await? {
         if let Some(r) = state.store.read(ResourceType::Coverage, &id, None).await?
+            && !r.deleted
             && let Ok(c) = serde_json::from_slice::<Value>(&r.body)
             && c["status"] == "active"
+            && payer.is_none_or(|payer| {
+                c["payor"].as_array().into_iter().flatten().any(|p| {
+                    p["reference"]
+                        .as_str()
+                        .and_then(atr_model::reference::normalize_reference)
+                        .is_some_and(|r| r == payer)
+                })
+            })
         {
             return Ok(format!("Coverage/{id}"));
         }

@@ -52,6 +52,16 @@ async fn lock_header(tx: &mut Tx, group_id: &str) -> Result<Header, StoreError> 
     })
 }
 
+/// Without statistics SQLite may walk a huge Group's rows by `group_id` instead of finding the
+/// patient's few rows: that made a change on a 1M-member list take 370 ms instead of milliseconds.
+/// (The queries also leave out `ORDER BY ord`, which invites the same plan on PostgreSQL.)
+fn by_patient(dialect: super::db::Dialect) -> &'static str {
+    match dialect {
+        super::db::Dialect::Sqlite => " INDEXED BY group_member_patient",
+        super::db::Dialect::Postgres => "",
+    }
+}
+
 /// A current row matched by a change.
 struct Matched {
     row_id: i64,
@@ -68,9 +78,10 @@ async fn current_rows(
 ) -> Result<Vec<Matched>, StoreError> {
     let mut sql = String::from(
         "SELECT row_id, inactive, member_key, provider, coverage, period_start, period_end, \
-         change_type, extensions, body, content_hash FROM group_member \
-         WHERE patient = $1 AND to_version IS NULL AND group_id = $2",
+         change_type, extensions, body, content_hash FROM group_member",
     );
+    sql.push_str(by_patient(tx.dialect()));
+    sql.push_str(" WHERE patient = $1 AND to_version IS NULL AND group_id = $2");
     let mut args: Vec<Arg> = vec![patient.into(), group_id.into()];
     if let Some(p) = provider {
         args.push(p.into());
@@ -80,7 +91,6 @@ async fn current_rows(
         args.push(c.into());
         sql.push_str(&format!(" AND coverage = ${}", args.len()));
     }
-    sql.push_str(" ORDER BY ord");
     let rows = tx
         .fetch_all(
             &sql,
@@ -383,14 +393,29 @@ pub(crate) async fn entries_of(
     patient: &str,
     derive: bool,
 ) -> Result<Vec<String>, StoreError> {
+    let sql = format!(
+        "SELECT from_version, change_type, inactive, extensions, body, ord FROM group_member{} \
+         WHERE patient = $1 AND to_version IS NULL AND group_id = $2",
+        by_patient(pool.dialect())
+    );
     let rows = pool
         .fetch_all(
-            "SELECT from_version, change_type, inactive, extensions, body FROM group_member \
-             WHERE patient = $1 AND to_version IS NULL AND group_id = $2 ORDER BY ord",
+            &sql,
             &[patient.into(), group_id.into()],
-            &[Col::Int, Col::OptText, Col::Bool, Col::Text, Col::Text],
+            &[
+                Col::Int,
+                Col::OptText,
+                Col::Bool,
+                Col::Text,
+                Col::Text,
+                Col::Int,
+            ],
         )
         .await?;
+    // Sorted here, not by the database: `ORDER BY ord` tempts planners into walking the whole
+    // Group in `ord` order instead of finding the patient's few rows.
+    let mut rows = rows;
+    rows.sort_by_key(|r| r.int(5));
     Ok(rows
         .into_iter()
         .map(|mut r| {
