@@ -90,7 +90,9 @@ async fn metadata_describes_the_server() {
             "http://hl7.org/fhir/us/davinci-atr/CapabilityStatement/atr-producer"
         );
         let resources = cs["rest"][0]["resource"].as_array().expect("resources");
-        assert_eq!(resources.len(), 8);
+        // The eight ATR types, and Provenance (X-Provenance of reconciliation changes).
+        assert_eq!(resources.len(), 9);
+        assert!(resources.iter().any(|r| r["type"] == "Provenance"));
         let group = resources
             .iter()
             .find(|r| r["type"] == "Group")

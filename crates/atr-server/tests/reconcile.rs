@@ -737,3 +737,71 @@ async fn concurrent_adds_and_removes_serialise_without_lost_updates() {
         );
     }
 }
+
+#[tokio::test]
+async fn x_provenance_is_stored_with_the_version_it_explains_and_bad_ones_change_nothing() {
+    for app in spawn_apps().await {
+        load_synthetic(&app).await;
+        let (patient, _, _) = first_member(&app, "list-3").await;
+        let provenance = json!({"resourceType": "Provenance",
+            "agent": [{"who": {"reference": "Organization/org-3"}}],
+            "reason": [{"text": "member moved out of the area"}]});
+        let remove = |prov: String| {
+            app.client
+                .post(app.url("Group/list-3/$member-remove"))
+                .header("Content-Type", "application/fhir+json")
+                .header("X-Provenance", prov)
+                .body(
+                    json!({"resourceType": "Parameters", "parameter": [
+                        param("patientReference", "valueReference", reference(&patient))]})
+                    .to_string(),
+                )
+                .send()
+        };
+        let (_, v0) = quantity(&app, "list-3").await;
+        // Not a Provenance, or without an agent: 400, and the list does not change.
+        for bad in [
+            "{not json",
+            r#"{"resourceType":"Patient"}"#,
+            r#"{"resourceType":"Provenance"}"#,
+        ] {
+            let r = remove(bad.to_string()).await.expect("post");
+            assert_eq!(r.status(), 400, "{bad}");
+        }
+        assert_eq!(quantity(&app, "list-3").await.1, v0);
+        let r = remove(provenance.to_string()).await.expect("post");
+        assert_eq!(r.status(), 200);
+        let (_, v1) = quantity(&app, "list-3").await;
+        let (status, bundle) = app.get_json("Provenance?target=Group/list-3").await;
+        assert_eq!(status, 200, "{bundle}");
+        assert_eq!(bundle["total"], 1);
+        let stored = &bundle["entry"][0]["resource"];
+        assert_eq!(
+            stored["target"][0]["reference"],
+            format!("Group/list-3/_history/{v1}")
+        );
+        assert_eq!(stored["reason"][0]["text"], "member moved out of the area");
+        assert!(stored["recorded"].is_string());
+        let id = stored["id"].as_str().expect("id");
+        let (status, one) = app.get_json(&format!("Provenance/{id}")).await;
+        assert_eq!((status, one["id"].as_str()), (200, Some(id)));
+        // A client for another provider does not see it.
+        let npi = npi_of(&app, "org-1").await;
+        let other = app
+            .register(
+                "org-1-prov",
+                SigningAlg::Es384,
+                &[&format!("{NPI}|{npi}")],
+                &["system/*.read"],
+                false,
+            )
+            .await;
+        let http = app.client_with(&app.token(&other, "system/*.read").await.expect("token"));
+        let r = http
+            .get(app.url(&format!("Provenance/{id}")))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status(), 404);
+    }
+}

@@ -99,7 +99,27 @@ pub trait Store: Send + Sync + 'static {
         group_id: &str,
         change: MemberChange,
         expected_version: Option<i64>,
+    ) -> Result<MemberChangeOutcome, StoreError> {
+        self.change_members_with_provenance(group_id, change, expected_version, None)
+            .await
+    }
+
+    /// As [`Store::change_members`], storing `provenance` (a Provenance with its `id` set) linked
+    /// to the new Group version in the same transaction, when something changed.
+    async fn change_members_with_provenance(
+        &self,
+        group_id: &str,
+        change: MemberChange,
+        expected_version: Option<i64>,
+        provenance: Option<serde_json::Value>,
     ) -> Result<MemberChangeOutcome, StoreError>;
+
+    /// Stored Provenance: the one with `id`, or those of Group `group_id`; each with its Group.
+    async fn provenance(
+        &self,
+        id: Option<&str>,
+        group_id: Option<&str>,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
 
     /// The current entries of `patient` (`Patient/id`) on Group `group_id` at `version` (its
     /// current version), as member JSON elements.

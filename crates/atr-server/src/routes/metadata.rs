@@ -113,7 +113,16 @@ pub async fn capability_statement(State(state): State<AppState>) -> Response {
             "mode": "server",
             "security": crate::auth::discovery::security(&state.auth.token_url),
             "documentation": "Groups are Member Attribution Lists; _summary=true on Group omits members but keeps quantity.",
-            "resource": ResourceType::ALL.iter().map(|t| resource_entry(*t)).collect::<Vec<_>>(),
+            "resource": ResourceType::ALL
+                .iter()
+                .map(|t| resource_entry(*t))
+                .chain(std::iter::once(json!({
+                    "type": "Provenance",
+                    "documentation": "Provenance a Consumer sends in X-Provenance with $member-add, $member-remove or $confirm-attribution-list, linked to the Group version the change made",
+                    "interaction": [{"code": "read"}, {"code": "search-type"}],
+                    "searchParam": [param("target", "reference", "Group/{id}: the Provenance of that list's changes")],
+                })))
+                .collect::<Vec<_>>(),
         }],
     });
     fhir_json(StatusCode::OK, &cs)

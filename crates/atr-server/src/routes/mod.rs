@@ -22,6 +22,8 @@ use crate::state::AppState;
 /// The FHIR API. Everything but `metadata` passes the bearer-token gate.
 pub fn fhir_routes(state: &AppState) -> Router<AppState> {
     let protected = Router::new()
+        .route("/Provenance", get(reconcile::search_provenance))
+        .route("/Provenance/{id}", get(reconcile::read_provenance))
         .route("/{rtype}", get(search::search_get).post(resource::create))
         .route("/{rtype}/_search", post(search::search_post))
         .route(

@@ -365,6 +365,29 @@ fn if_match(headers: &HeaderMap) -> ApiResult<Option<i64>> {
     })
 }
 
+/// The `X-Provenance` header (the IG: Consumers SHOULD send it with their changes), checked before
+/// anything changes and given an id; the store links it to the version the change makes.
+fn x_provenance(headers: &HeaderMap) -> ApiResult<Option<Value>> {
+    let Some(v) = headers.get("x-provenance") else {
+        return Ok(None);
+    };
+    let bad = |why: &str| ApiError::bad_param("X-Provenance", format!("X-Provenance {why}"));
+    let text = v.to_str().map_err(|_| bad("is not text"))?;
+    let mut p: Value = serde_json::from_str(text).map_err(|_| bad("is not a JSON resource"))?;
+    if p.get("resourceType").and_then(Value::as_str) != Some("Provenance") {
+        return Err(bad("must be a Provenance resource"));
+    }
+    if !p
+        .get("agent")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty() && a.iter().all(|x| x.get("who").is_some()))
+    {
+        return Err(bad("needs at least one agent, each with a who"));
+    }
+    p["id"] = Value::from(uuid::Uuid::now_v7().to_string());
+    Ok(Some(p))
+}
+
 fn answer(status: StatusCode, message: String, version: i64, last_updated: i64) -> Response {
     let mut resp = fhir_json(status, &operation_outcome(&[Issue::information(message)]));
     if last_updated > 0 {
@@ -400,6 +423,7 @@ pub async fn member_add(
             ("attributionPeriod", "Period"),
         ],
     )?;
+    x_provenance(headers)?;
     let header = group_header(state, group_id).await?;
     let (patient, provider) = match (inputs.get("memberId"), inputs.get("providerNpi")) {
         (Some(m), Some(n)) => (
@@ -448,7 +472,12 @@ pub async fn member_add(
     let entry = MemberEntry::from_value(&member);
     let out = state
         .store
-        .change_members(group_id, MemberChange::Add(entry), if_match(headers)?)
+        .change_members_with_provenance(
+            group_id,
+            MemberChange::Add(entry),
+            if_match(headers)?,
+            x_provenance(headers)?,
+        )
         .await?;
     let message = if out.changed {
         format!(
@@ -524,7 +553,7 @@ pub async fn member_remove(
     };
     let out = state
         .store
-        .change_members(
+        .change_members_with_provenance(
             group_id,
             MemberChange::Remove {
                 patient: patient.clone(),
@@ -532,6 +561,7 @@ pub async fn member_remove(
                 coverage,
             },
             if_match(headers)?,
+            x_provenance(headers)?,
         )
         .await?;
     let how = if out.status == "draft" {
@@ -563,7 +593,12 @@ pub async fn confirm(
     parse_parameters(body)?.check("$confirm-attribution-list", &[&[]], &[], &[])?;
     let out = state
         .store
-        .change_members(group_id, MemberChange::Confirm, if_match(headers)?)
+        .change_members_with_provenance(
+            group_id,
+            MemberChange::Confirm,
+            if_match(headers)?,
+            x_provenance(headers)?,
+        )
         .await?;
     let message = if out.changed {
         format!(
@@ -739,4 +774,86 @@ pub async fn instance_operation(
         "$confirm-attribution-list" => confirm(&state, &caller, &id, &headers, &body).await,
         _ => attribution_status(&state, &id, &body).await,
     }
+}
+
+/// `GET [base]/Provenance/{id}`: a Provenance a Consumer sent with a change, visible to whoever may
+/// see its Group.
+pub async fn read_provenance(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    caller: Caller,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> ApiResult<Response> {
+    caller.require("Provenance", Interaction::Read)?;
+    let missing = || ApiError::not_found(format!("Provenance/{id} does not exist"));
+    let (group, body) = state
+        .store
+        .provenance(Some(&id), None)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(missing)?;
+    if !state
+        .store
+        .visible(ResourceType::Group, &group, &caller.access)
+        .await?
+    {
+        return Err(missing());
+    }
+    let value: Value = serde_json::from_slice(&body).map_err(|e| {
+        tracing::error!(error = %e, "stored Provenance unreadable");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "exception",
+            "internal error",
+        )
+    })?;
+    Ok(fhir_json(StatusCode::OK, &value))
+}
+
+/// `GET [base]/Provenance?target=Group/{id}`: the Provenance of a list's changes.
+pub async fn search_provenance(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    caller: Caller,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
+) -> ApiResult<Response> {
+    caller.require("Provenance", Interaction::Search)?;
+    let mut group = None;
+    for (k, v) in super::query_pairs(q.as_deref()) {
+        match k.as_str() {
+            "target" => {
+                let g = v
+                    .split("/_history/")
+                    .next()
+                    .and_then(|r| r.strip_prefix("Group/"))
+                    .ok_or_else(|| ApiError::bad_param("target", "target must be Group/{id}"))?;
+                group = Some(g.to_string());
+            }
+            "_format" => {}
+            other => {
+                return Err(ApiError::bad_param(
+                    other,
+                    format!("Provenance search supports target only, not {other}"),
+                ));
+            }
+        }
+    }
+    let group = group.ok_or_else(|| {
+        ApiError::bad_param("target", "Provenance search needs target=Group/{id}")
+    })?;
+    let mut entries = Vec::new();
+    if state
+        .store
+        .visible(ResourceType::Group, &group, &caller.access)
+        .await?
+    {
+        let base = state.base_url.to_string();
+        for (_, body) in state.store.provenance(None, Some(&group)).await? {
+            if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+                let id = v["id"].as_str().unwrap_or_default().to_string();
+                entries.push(json!({"fullUrl": format!("{base}/Provenance/{id}"), "resource": v, "search": {"mode": "match"}}));
+            }
+        }
+    }
+    let bundle = json!({"resourceType": "Bundle", "type": "searchset", "total": entries.len(), "entry": entries});
+    Ok(fhir_json(StatusCode::OK, &bundle))
 }

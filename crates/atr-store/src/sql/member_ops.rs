@@ -219,6 +219,7 @@ pub(crate) async fn apply(
     group_id: &str,
     change: MemberChange,
     expected_version: Option<i64>,
+    provenance: Option<Value>,
 ) -> Result<MemberChangeOutcome, StoreError> {
     let mut header = lock_header(tx, group_id).await?;
     if let Some(expected) = expected_version
@@ -363,6 +364,28 @@ pub(crate) async fn apply(
         ],
     )
     .await?;
+    if let Some(mut p) = provenance {
+        // Linked to the version this change made, in the same transaction.
+        let id = p["id"].as_str().unwrap_or_default().to_string();
+        p["target"] =
+            serde_json::json!([{"reference": format!("Group/{group_id}/_history/{next}")}]);
+        if p.get("recorded").and_then(Value::as_str).is_none() {
+            p["recorded"] = Value::from(atr_model::instant::fhir_instant(last_updated));
+        }
+        atr_model::meta::stamp(&mut p, &id, 1, last_updated);
+        let body = serde_json::to_vec(&p).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        tx.execute(
+            "INSERT INTO provenance (id, group_id, group_version, recorded, body) VALUES ($1, $2, $3, $4, $5)",
+            &[
+                id.into(),
+                group_id.into(),
+                next.into(),
+                last_updated.into(),
+                Arg::Bytes(body),
+            ],
+        )
+        .await?;
+    }
     Ok(MemberChangeOutcome {
         changed: true,
         version: next,
@@ -425,5 +448,30 @@ pub(crate) async fn entries_of(
             write_member(&mut buf, code, &r.text(3), &r.text(4));
             String::from_utf8_lossy(&buf).into_owned()
         })
+        .collect())
+}
+
+/// A stored Provenance: its Group and its JSON.
+pub(crate) async fn provenance(
+    pool: &super::db::Pool,
+    id: Option<&str>,
+    group_id: Option<&str>,
+) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    let (sql, args): (&str, Vec<Arg>) = match (id, group_id) {
+        (Some(id), _) => (
+            "SELECT group_id, body FROM provenance WHERE id = $1",
+            vec![id.into()],
+        ),
+        (None, Some(g)) => (
+            "SELECT group_id, body FROM provenance WHERE group_id = $1 ORDER BY group_version, id",
+            vec![g.into()],
+        ),
+        (None, None) => return Ok(Vec::new()),
+    };
+    Ok(pool
+        .fetch_all(sql, &args, &[Col::Text, Col::Bytes])
+        .await?
+        .into_iter()
+        .map(|mut r| (r.text(0), r.bytes(1)))
         .collect())
 }

@@ -466,18 +466,28 @@ impl Store for SqlStore {
         Ok(row.is_some_and(|r| r.int(0) == 1))
     }
 
-    async fn change_members(
+    async fn change_members_with_provenance(
         &self,
         group_id: &str,
         change: crate::MemberChange,
         expected_version: Option<i64>,
+        provenance: Option<serde_json::Value>,
     ) -> Result<crate::MemberChangeOutcome, StoreError> {
         let mut tx = self.pool.begin_write().await?;
-        let out = member_ops::apply(&mut tx, group_id, change, expected_version).await?;
+        let out =
+            member_ops::apply(&mut tx, group_id, change, expected_version, provenance).await?;
         if out.changed {
             tx.commit().await?;
         }
         Ok(out)
+    }
+
+    async fn provenance(
+        &self,
+        id: Option<&str>,
+        group_id: Option<&str>,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        member_ops::provenance(&self.pool, id, group_id).await
     }
 
     async fn entries_of(

@@ -19,6 +19,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "auth",
         sql: include_str!("../../migrations/postgres/0002_auth.sql"),
     },
+    Migration {
+        version: 3,
+        name: "provenance",
+        sql: include_str!("../../migrations/postgres/0003_provenance.sql"),
+    },
 ];
 
 /// Connects; with `schema`, every connection works in that schema (created if absent).

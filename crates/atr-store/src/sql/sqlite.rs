@@ -20,6 +20,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "auth",
         sql: include_str!("../../migrations/sqlite/0002_auth.sql"),
     },
+    Migration {
+        version: 3,
+        name: "provenance",
+        sql: include_str!("../../migrations/sqlite/0003_provenance.sql"),
+    },
 ];
 
 pub(crate) async fn connect(url: &str) -> Result<sqlx::SqlitePool, StoreError> {
