@@ -52,15 +52,11 @@ async fn lock_header(tx: &mut Tx, group_id: &str) -> Result<Header, StoreError> 
     })
 }
 
-/// Without statistics SQLite may walk a huge Group's rows by `group_id` instead of finding the
-/// patient's few rows: that made a change on a 1M-member list take 370 ms instead of milliseconds.
-/// (The queries also leave out `ORDER BY ord`, which invites the same plan on PostgreSQL.)
-fn by_patient(dialect: super::db::Dialect) -> &'static str {
-    match dialect {
-        super::db::Dialect::Sqlite => " INDEXED BY group_member_patient",
-        super::db::Dialect::Postgres => "",
-    }
-}
+/// "This patient's rows on this Group": `group_id` is compared as an expression so that no
+/// planner can choose the Group's own index. Without fresh statistics both SQLite and PostgreSQL
+/// took that index and walked every row of a 1M-member Group (370 ms and 340 ms per operation)
+/// instead of finding the patient's few rows through the patient index.
+const PATIENT_ROWS: &str = " WHERE patient = $1 AND to_version IS NULL AND group_id || '' = $2";
 
 /// A current row matched by a change.
 struct Matched {
@@ -80,8 +76,7 @@ async fn current_rows(
         "SELECT row_id, inactive, member_key, provider, coverage, period_start, period_end, \
          change_type, extensions, body, content_hash FROM group_member",
     );
-    sql.push_str(by_patient(tx.dialect()));
-    sql.push_str(" WHERE patient = $1 AND to_version IS NULL AND group_id = $2");
+    sql.push_str(PATIENT_ROWS);
     let mut args: Vec<Arg> = vec![patient.into(), group_id.into()];
     if let Some(p) = provider {
         args.push(p.into());
@@ -417,9 +412,7 @@ pub(crate) async fn entries_of(
     derive: bool,
 ) -> Result<Vec<String>, StoreError> {
     let sql = format!(
-        "SELECT from_version, change_type, inactive, extensions, body, ord FROM group_member{} \
-         WHERE patient = $1 AND to_version IS NULL AND group_id = $2",
-        by_patient(pool.dialect())
+        "SELECT from_version, change_type, inactive, extensions, body, ord FROM group_member{PATIENT_ROWS}"
     );
     let rows = pool
         .fetch_all(
