@@ -81,6 +81,13 @@ pub trait Store: Send + Sync + 'static {
     /// versions. One transaction per call.
     async fn load_batch(&self, batch: Vec<ResourceWrite>) -> Result<u64, StoreError>;
 
+    /// Refreshes the planner's statistics after a bulk load (PostgreSQL's autovacuum would get to
+    /// it minutes later; until then plans for the new rows are guesses). No-op on SQLite, whose
+    /// few size-sensitive statements name their plan.
+    async fn refresh_statistics(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Which dialect this is, for logs and benchmarks.
     fn dialect(&self) -> &'static str;
 

@@ -198,6 +198,7 @@ pub async fn load_dir(store: &dyn Store, path: &Path, batch: usize) -> Result<Lo
     while let Some(b) = rx.recv().await {
         resources += store.load_batch(b?).await?;
     }
+    store.refresh_statistics().await?;
     // A parser that died would look like the end of the input to the collector: check.
     for t in threads {
         t.join()

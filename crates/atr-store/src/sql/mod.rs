@@ -447,6 +447,18 @@ impl Store for SqlStore {
         }
     }
 
+    async fn refresh_statistics(&self) -> Result<(), StoreError> {
+        if let Pool::Postgres(p) = &self.pool {
+            // Only our tables (unqualified: the search path picks this store's schema).
+            sqlx::query(
+                "ANALYZE resource_version, search_token, search_string, search_ref, group_member",
+            )
+            .execute(p)
+            .await?;
+        }
+        Ok(())
+    }
+
     async fn visible(
         &self,
         rtype: ResourceType,
