@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
 
+use super::resource::if_match;
 use super::{fhir_json, version_headers};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
@@ -286,6 +287,22 @@ async fn existing_reference(
     }
 }
 
+/// The member an operation names: by `memberId`, else by `patientReference`.
+async fn member_patient(state: &AppState, inputs: &Inputs) -> ApiResult<String> {
+    match inputs.get("memberId") {
+        Some(m) => patient_by_member_id(state, m).await,
+        None => {
+            existing_reference(
+                state,
+                inputs.get("patientReference").unwrap_or(&Value::Null),
+                "patientReference",
+                &[ResourceType::Patient],
+            )
+            .await
+        }
+    }
+}
+
 const PROVIDER_TYPES: [ResourceType; 3] = [
     ResourceType::Practitioner,
     ResourceType::PractitionerRole,
@@ -350,19 +367,6 @@ async fn group_header(state: &AppState, group_id: &str) -> ApiResult<Value> {
             "Group/{group_id} does not exist"
         ))),
     }
-}
-
-fn if_match(headers: &HeaderMap) -> ApiResult<Option<i64>> {
-    let Some(v) = headers.get(axum::http::header::IF_MATCH) else {
-        return Ok(None);
-    };
-    let text = v.to_str().unwrap_or("");
-    let digits = text.trim().trim_start_matches("W/").trim_matches('"');
-    digits.parse::<i64>().map(Some).map_err(|_| {
-        ApiError::bad_request(format!(
-            "If-Match {text:?} is not a version ETag like W/\"3\""
-        ))
-    })
 }
 
 /// The `X-Provenance` header (the IG: Consumers SHOULD send it with their changes), checked before
@@ -526,18 +530,7 @@ pub async fn member_remove(
         ],
     )?;
     group_header(state, group_id).await?;
-    let patient = match inputs.get("memberId") {
-        Some(m) => patient_by_member_id(state, m).await?,
-        None => {
-            existing_reference(
-                state,
-                inputs.get("patientReference").unwrap_or(&Value::Null),
-                "patientReference",
-                &[ResourceType::Patient],
-            )
-            .await?
-        }
-    };
+    let patient = member_patient(state, &inputs).await?;
     let provider = match (inputs.get("providerNpi"), inputs.get("providerReference")) {
         (Some(n), _) => Some(provider_by_npi(state, n).await?),
         (_, Some(r)) => {
@@ -648,18 +641,7 @@ pub async fn attribution_status(
             )));
         }
     };
-    let patient = match inputs.get("memberId") {
-        Some(m) => patient_by_member_id(state, m).await?,
-        None => {
-            existing_reference(
-                state,
-                inputs.get("patientReference").unwrap_or(&Value::Null),
-                "patientReference",
-                &[ResourceType::Patient],
-            )
-            .await?
-        }
-    };
+    let patient = member_patient(state, &inputs).await?;
     let mut header: Value = serde_json::from_slice(&stored.body).map_err(|e| {
         tracing::error!(error = %e, "stored Group header unreadable");
         ApiError::new(
