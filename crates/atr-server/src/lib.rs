@@ -37,6 +37,7 @@ pub struct ServerConfig {
     /// Largest request body accepted (a Group upload can be hundreds of megabytes).
     pub max_body_bytes: usize,
     pub auth: AuthConfig,
+    pub export: atr_export::ExportConfig,
 }
 
 impl Default for ServerConfig {
@@ -45,6 +46,7 @@ impl Default for ServerConfig {
             base_url: None,
             max_body_bytes: 1 << 30,
             auth: AuthConfig::default(),
+            export: atr_export::ExportConfig::new("atr-data/exports".into()),
         }
     }
 }
@@ -69,6 +71,16 @@ pub fn app(state: AppState, config: &ServerConfig) -> Router {
         .layer(axum::middleware::from_fn(negotiate::negotiate));
     // OAuth documents and endpoints are plain JSON whatever the `Accept`: outside negotiation.
     let smart = get(auth::discovery::smart_configuration);
+    // Export files stream their stored bytes (or gzip them itself, with Range support): outside
+    // content negotiation (clients send no Accept or fhir+ndjson) and outside the compression
+    // layer.
+    let files = Router::new()
+        .route("/fhir/bulkfiles/{job}/{name}", get(routes::export::file))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::enforce::require_token,
+        ))
+        .with_state(state.clone());
     Router::new()
         .route("/fhir/.well-known/smart-configuration", smart.clone())
         .route("/.well-known/smart-configuration", smart)
@@ -78,6 +90,7 @@ pub fn app(state: AppState, config: &ServerConfig) -> Router {
         .with_state(state)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(CompressionLayer::new())
+        .merge(files)
         .layer(TraceLayer::new_for_http())
 }
 
@@ -106,10 +119,17 @@ pub async fn state_for(
     let auth = auth::Authority::new(store.clone(), token_url, config.auth.clone())
         .await
         .map_err(std::io::Error::other)?;
+    let exporter = Arc::new(atr_export::Exporter::new(
+        store.clone(),
+        config.export.clone(),
+        Arc::new(|q: &str| routes::export::parse_type_filter(q)),
+    ));
+    exporter.spawn();
     Ok(AppState {
         store,
         base_url: base_url.into(),
         auth: Arc::new(auth),
+        exporter,
     })
 }
 

@@ -12,4 +12,6 @@ pub struct AppState {
     /// Absolute FHIR base URL without a trailing slash, e.g. `http://127.0.0.1:8080/fhir`.
     pub base_url: Arc<str>,
     pub auth: Arc<Authority>,
+    /// The bulk export engine (its workers run beside the server).
+    pub exporter: Arc<atr_export::Exporter>,
 }

@@ -23,9 +23,11 @@ use futures::Stream;
 pub use atr_model::ResourceType;
 pub use error::StoreError;
 pub use query::{Access, Clause, Compare, SearchPage, SearchQuery, StringMode, TokenMatch};
+pub use sql::ExportStream;
 pub use sql::SqlStore;
 pub use types::{
-    ClientRecord, MemberChange, MemberChangeOutcome, Prestamped, ResourceWrite, StoredResource,
+    ClientRecord, ExportAdmission, ExportItem, ExportJob, ExportLimits, ExportPlan, ExportScope,
+    ExportStatus, MemberChange, MemberChangeOutcome, Prestamped, ResourceWrite, StoredResource,
     TokenKey, VersionInfo, WriteMode, WriteOutcome,
 };
 
@@ -163,4 +165,68 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes token keys created before `created_before` (seconds).
     async fn retire_token_keys(&self, created_before: i64) -> Result<u64, StoreError>;
+
+    /// Stores a new bulk export job when `limits` allow another one.
+    async fn create_export_job(
+        &self,
+        job: &ExportJob,
+        limits: ExportLimits,
+    ) -> Result<ExportAdmission, StoreError>;
+
+    async fn export_job(&self, id: &str) -> Result<Option<ExportJob>, StoreError>;
+
+    /// Claims a waiting job, or a running one whose lease ran out before `now`, for `owner` until
+    /// `lease_until` (microseconds).
+    async fn claim_export_job(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Option<ExportJob>, StoreError>;
+
+    /// Extends `owner`'s lease and records progress; false when the job is no longer `owner`'s
+    /// (cancelled, or taken over after the lease ran out).
+    async fn renew_export_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        lease_until: i64,
+        done: i64,
+        planned: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Ends `owner`'s running job as completed (with its manifest parts) or failed (with the
+    /// reason); false when it was no longer `owner`'s.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_export_job(
+        &self,
+        id: &str,
+        owner: &str,
+        status: ExportStatus,
+        result: &str,
+        done: i64,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Cancels a job; the job as it was, or `None` when unknown or already cancelled.
+    async fn cancel_export_job(&self, id: &str, now: i64) -> Result<Option<ExportJob>, StoreError>;
+
+    /// Jobs to clean up: expired before `now`, or cancelled before `cancelled_before`.
+    async fn finished_export_jobs(
+        &self,
+        now: i64,
+        cancelled_before: i64,
+    ) -> Result<Vec<String>, StoreError>;
+
+    async fn delete_export_job(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Resolves what an export of `scope` contains beyond the member rows.
+    async fn plan_export(&self, scope: &ExportScope) -> Result<ExportPlan, StoreError>;
+
+    /// Streams the resources of one type (not Group) in an export, as NDJSON chunks.
+    fn export_resources(
+        &self,
+        plan: std::sync::Arc<ExportPlan>,
+        rtype: ResourceType,
+    ) -> ExportStream;
 }

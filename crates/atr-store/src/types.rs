@@ -155,3 +155,132 @@ pub struct MemberChangeOutcome {
     pub status: String,
     pub member_count: i64,
 }
+
+/// Where a bulk export job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportStatus {
+    /// Waiting for a worker.
+    Accepted,
+    /// A worker holds its lease.
+    Running,
+    Completed,
+    Failed,
+    /// Deleted by its client; its files go and its status URL answers 404.
+    Cancelled,
+}
+
+impl ExportStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportStatus::Accepted => "accepted",
+            ExportStatus::Running => "running",
+            ExportStatus::Completed => "completed",
+            ExportStatus::Failed => "failed",
+            ExportStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "accepted" => ExportStatus::Accepted,
+            "running" => ExportStatus::Running,
+            "completed" => ExportStatus::Completed,
+            "failed" => ExportStatus::Failed,
+            "cancelled" => ExportStatus::Cancelled,
+            _ => return None,
+        })
+    }
+
+    /// Accepted or running: counts against the concurrency limits.
+    pub fn is_active(self) -> bool {
+        matches!(self, ExportStatus::Accepted | ExportStatus::Running)
+    }
+}
+
+/// A bulk export job as the store keeps it. Times are microseconds since the epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportJob {
+    pub id: String,
+    pub client_id: String,
+    pub group_id: String,
+    /// The Group version the export shows.
+    pub group_version: i64,
+    /// The snapshot instant: every resource is exported as it was then.
+    pub transaction_time: i64,
+    /// The kick-off URL.
+    pub request: String,
+    /// The parsed request (JSON owned by the export engine).
+    pub params: String,
+    pub status: ExportStatus,
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// Started attempts (a killed worker's job is attempted again).
+    pub attempts: i64,
+    pub done: i64,
+    pub planned: i64,
+    /// Completed: the manifest parts (JSON); failed: the reason.
+    pub result: Option<String>,
+    pub finished_at: Option<i64>,
+}
+
+/// Limits a new export job must fit in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExportLimits {
+    /// Accepted or running jobs, all clients.
+    pub total: u32,
+    /// Accepted or running jobs of one client.
+    pub per_client: u32,
+}
+
+/// Whether a new export job was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportAdmission {
+    Admitted,
+    /// The client already runs `per_client` jobs.
+    ClientBusy,
+    /// The server already runs `total` jobs.
+    ServerBusy,
+}
+
+/// What an export reads: one Group version and the resources its members reference, each as it
+/// was at `at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportScope {
+    pub group_id: String,
+    pub group_version: i64,
+    /// The snapshot instant (microseconds): versions last updated after it are not exported.
+    pub at: i64,
+    /// `_since` (microseconds): only resources updated after it, plus everything of members who
+    /// joined the list after it.
+    pub since: Option<i64>,
+    /// `patient`: only these members (`Patient/id`).
+    pub patients: Option<Vec<String>>,
+}
+
+/// An export's resolved scope: the small reference sets computed once, shared by the per-type
+/// readers.
+#[derive(Debug, Clone)]
+pub struct ExportPlan {
+    pub scope: ExportScope,
+    /// Ids of Practitioner, PractitionerRole, Organization and Location resources in scope.
+    pub providers: std::collections::BTreeMap<atr_model::ResourceType, Vec<String>>,
+    /// The `_since` filter in effect: `None` when every resource in scope is exported (no
+    /// `_since`, or the Group did not exist then, so every member joined after it).
+    pub since: Option<i64>,
+    /// With a `since` filter: `Type/id` of everything referenced by members who joined after it
+    /// (exported whatever its lastUpdated).
+    pub joined: std::collections::HashSet<String>,
+    /// Member entries at the exported version (in scope), for progress estimates.
+    pub entries: i64,
+}
+
+/// What an export reader yields for one resource type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportItem {
+    /// Whole NDJSON lines, each ending in `\n`.
+    Lines { ndjson: Bytes, count: u64 },
+    /// `Type/id` in scope, deleted after `_since`.
+    Deleted(String),
+    /// `Type/id` referenced by the list but absent (never stored, or deleted) at the snapshot.
+    Missing(String),
+}

@@ -30,6 +30,8 @@ pub struct BenchArgs {
     postgres: String,
     #[arg(long)]
     skip_postgres: bool,
+    #[arg(long)]
+    skip_sqlite: bool,
     /// Working directory (default: a new temporary directory, removed afterwards).
     #[arg(long)]
     work_dir: Option<PathBuf>,
@@ -87,7 +89,10 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         started.elapsed()
     );
     let schema = format!("bench_{}", std::process::id());
-    let mut dialects = vec!["sqlite"];
+    let mut dialects = Vec::new();
+    if !args.skip_sqlite {
+        dialects.push("sqlite");
+    }
     if !args.skip_postgres {
         dialects.push("postgres");
     }

@@ -23,6 +23,53 @@ pub struct ServeArgs {
     /// Seed a small realistic data set on first start (when the database holds no Group).
     #[arg(long)]
     demo: bool,
+    #[command(flatten)]
+    export: ExportArgs,
+}
+
+/// Bulk export settings.
+#[derive(Args)]
+pub struct ExportArgs {
+    /// Directory for export files (default: `<data-dir>/exports`).
+    #[arg(long, env = "ATR_EXPORT_DIR")]
+    export_dir: Option<std::path::PathBuf>,
+    /// Export files are split when they reach this many MiB.
+    #[arg(long, env = "ATR_EXPORT_FILE_MB", default_value_t = 512)]
+    export_file_mb: u64,
+    /// Hours an export and its files are kept after kick-off.
+    #[arg(long, env = "ATR_EXPORT_RETENTION_HOURS", default_value_t = 24)]
+    export_retention_hours: u64,
+    /// Exports waiting or running at once, all clients together (more answer 429).
+    #[arg(long, env = "ATR_EXPORT_MAX_JOBS", default_value_t = 32)]
+    export_max_jobs: u32,
+    /// Exports waiting or running at once for one client (more answer 429).
+    #[arg(long, env = "ATR_EXPORT_MAX_JOBS_PER_CLIENT", default_value_t = 4)]
+    export_max_jobs_per_client: u32,
+    /// Exports this instance runs at once (0: leave them to other instances).
+    #[arg(long, env = "ATR_EXPORT_WORKERS", default_value_t = 2)]
+    export_workers: usize,
+    /// Seconds before another instance takes over the export of an instance that died.
+    #[arg(long, env = "ATR_EXPORT_LEASE_SECS", default_value_t = 15)]
+    export_lease_secs: u64,
+}
+
+impl ExportArgs {
+    fn config(&self, data_dir: &std::path::Path) -> atr_export::ExportConfig {
+        let dir = self
+            .export_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("exports"));
+        let mut c = atr_export::ExportConfig::new(dir);
+        c.max_file_bytes = self.export_file_mb.max(1) * 1024 * 1024;
+        c.retention = std::time::Duration::from_secs(self.export_retention_hours * 3600);
+        c.limits = atr_store::ExportLimits {
+            total: self.export_max_jobs,
+            per_client: self.export_max_jobs_per_client,
+        };
+        c.workers = self.export_workers;
+        c.lease = std::time::Duration::from_secs(self.export_lease_secs.max(1));
+        c
+    }
 }
 
 /// Opens the store named by the arguments, creating the data directory for SQLite.
@@ -60,6 +107,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("listening on {}", args.listen))?;
     let config = ServerConfig {
         base_url: args.base_url.clone(),
+        export: args.export.config(&args.store.data_dir),
         ..Default::default()
     };
     let state = atr_server::state_for(&listener, Arc::new(store.clone()), &config)

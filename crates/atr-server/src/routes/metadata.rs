@@ -75,6 +75,11 @@ fn resource_entry(rtype: ResourceType) -> Value {
         .map(|op| {
             json!({"name": op, "definition": format!("http://hl7.org/fhir/us/davinci-atr/OperationDefinition/{op}")})
         })
+        .chain([
+            json!({"name": "davinci-data-export", "definition": "http://hl7.org/fhir/us/davinci-atr/OperationDefinition/davinci-data-export"}),
+            // Bulk Data test suites look for `export` by name and the group-export definition.
+            json!({"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"}),
+        ])
         .collect()
     } else {
         Vec::new()
@@ -104,7 +109,10 @@ pub async fn capability_statement(State(state): State<AppState>) -> Response {
         "date": "2026-11-22",
         "publisher": "atr",
         "kind": "instance",
-        "instantiates": ["http://hl7.org/fhir/us/davinci-atr/CapabilityStatement/atr-producer"],
+        "instantiates": [
+            "http://hl7.org/fhir/us/davinci-atr/CapabilityStatement/atr-producer",
+            "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"
+        ],
         "software": {"name": "atr", "version": env!("CARGO_PKG_VERSION")},
         "implementation": {"description": "atr: Da Vinci Member Attribution List Producer", "url": state.base_url.as_ref()},
         "fhirVersion": "4.0.1",

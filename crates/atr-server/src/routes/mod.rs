@@ -1,6 +1,7 @@
 //! The FHIR REST routes and the small pieces every handler shares.
 
 mod bundle;
+pub(crate) mod export;
 mod metadata;
 mod reconcile;
 mod resource;
@@ -23,6 +24,10 @@ use crate::state::AppState;
 pub fn fhir_routes(state: &AppState) -> Router<AppState> {
     let protected = Router::new()
         .route("/Provenance", get(reconcile::search_provenance))
+        .route(
+            "/bulkstatus/{job}",
+            get(export::status).delete(export::cancel),
+        )
         .route("/Provenance/{id}", get(reconcile::read_provenance))
         .route("/{rtype}", get(search::search_get).post(resource::create))
         .route("/{rtype}/_search", post(search::search_post))

@@ -726,11 +726,20 @@ pub async fn instance_operation(
     caller: Caller,
     axum::extract::Path((rtype, id, operation)): axum::extract::Path<(String, String, String)>,
     method: axum::http::Method,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
     let rtype = super::resource_type(&rtype)?;
     super::check_id(&id)?;
+    if rtype == ResourceType::Group
+        && matches!(operation.as_str(), "$davinci-data-export" | "$export")
+    {
+        return super::export::kick_off(
+            &state, &caller, &id, &operation, &method, &uri, &headers, &body,
+        )
+        .await;
+    }
     let known = [
         "$member-add",
         "$member-remove",

@@ -19,7 +19,20 @@ pub struct TestApp {
     pub anon: reqwest::Client,
     pub store: Arc<dyn Store>,
     pub dialect: &'static str,
+    /// Where this app's export jobs write their files.
+    pub export_dir: std::path::PathBuf,
     _dir: tempfile::TempDir,
+}
+
+/// Server settings for tests: fast export polling and leases, files under `export_dir`.
+pub fn test_config(export_dir: &std::path::Path) -> ServerConfig {
+    let mut config = ServerConfig::default();
+    // Tests rotate JWKS-URL keys back to back; production waits 30 s between kid-driven fetches.
+    config.auth.jwks_min_refresh_secs = 0;
+    config.export = atr_export::ExportConfig::new(export_dir.to_path_buf());
+    config.export.poll = std::time::Duration::from_millis(100);
+    config.export.lease = std::time::Duration::from_secs(2);
+    config
 }
 
 /// A client registered for a test, with its private key.
@@ -30,13 +43,17 @@ pub struct TestClient {
 
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
-async fn spawn(store: Arc<dyn Store>, dir: tempfile::TempDir) -> TestApp {
+async fn spawn(
+    store: Arc<dyn Store>,
+    dir: tempfile::TempDir,
+    edit: fn(&mut ServerConfig),
+) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    // Tests rotate JWKS-URL keys back to back; production waits 30 s between kid-driven fetches.
-    let mut config = ServerConfig::default();
-    config.auth.jwks_min_refresh_secs = 0;
+    let export_dir = dir.path().join("exports");
+    let mut config = test_config(&export_dir);
+    edit(&mut config);
     let state = atr_server::state_for(&listener, store.clone(), &config)
         .await
         .expect("state");
@@ -51,6 +68,7 @@ async fn spawn(store: Arc<dyn Store>, dir: tempfile::TempDir) -> TestApp {
         anon: reqwest::Client::new(),
         store,
         dialect,
+        export_dir,
         _dir: dir,
     };
     let admin = app
@@ -77,14 +95,21 @@ async fn spawn(store: Arc<dyn Store>, dir: tempfile::TempDir) -> TestApp {
 
 /// One app per available dialect: SQLite always, PostgreSQL when it answers (required in CI).
 pub async fn spawn_apps() -> Vec<TestApp> {
+    spawn_apps_with(|_| {}).await
+}
+
+/// As [`spawn_apps`], with server settings edited by `edit`.
+pub async fn spawn_apps_with(edit: fn(&mut ServerConfig)) -> Vec<TestApp> {
     let dir = tempfile::tempdir().expect("temp dir");
     let sqlite = SqlStore::open_sqlite(&dir.path().join("atr.db"))
         .await
         .expect("sqlite");
-    let mut apps = vec![spawn(Arc::new(sqlite), dir).await];
+    let mut apps = vec![spawn(Arc::new(sqlite), dir, edit).await];
     let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
     match SqlStore::open_postgres(PG_URL, Some(&schema)).await {
-        Ok(pg) => apps.push(spawn(Arc::new(pg), tempfile::tempdir().expect("temp dir")).await),
+        Ok(pg) => {
+            apps.push(spawn(Arc::new(pg), tempfile::tempdir().expect("temp dir"), edit).await)
+        }
         Err(e) if std::env::var_os("CI").is_some() => panic!("PostgreSQL is required in CI: {e}"),
         Err(e) => eprintln!("skipping PostgreSQL: {PG_URL} unavailable ({e})"),
     }
@@ -95,10 +120,16 @@ impl TestApp {
     /// Starts another server over the same store (a restart, or a second instance behind a load
     /// balancer); returns its FHIR base URL.
     pub async fn another_instance(&self) -> String {
+        self.another_instance_with(|_| {}).await
+    }
+
+    /// As [`TestApp::another_instance`], with server settings edited by `edit`.
+    pub async fn another_instance_with(&self, edit: fn(&mut ServerConfig)) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        let config = ServerConfig::default();
+        let mut config = test_config(&self.export_dir);
+        edit(&mut config);
         let state = atr_server::state_for(&listener, self.store.clone(), &config)
             .await
             .expect("state");

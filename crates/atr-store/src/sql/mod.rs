@@ -3,6 +3,8 @@
 mod access;
 mod auth;
 mod db;
+mod export_jobs;
+mod export_read;
 mod index_rows;
 mod member_ops;
 mod members;
@@ -24,6 +26,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use self::db::{Arg, Col, Dialect, Pool, Row, Tx};
+pub use self::export_read::ExportStream;
 use crate::{
     Access, ClientRecord, MemberStream, ResourceWrite, SearchPage, SearchQuery, Store, StoreError,
     StoredResource, TokenKey, VersionInfo, WriteMode, WriteOutcome,
@@ -544,6 +547,85 @@ impl Store for SqlStore {
 
     async fn retire_token_keys(&self, created_before: i64) -> Result<u64, StoreError> {
         auth::retire_token_keys(&self.pool, created_before).await
+    }
+
+    async fn create_export_job(
+        &self,
+        job: &crate::ExportJob,
+        limits: crate::ExportLimits,
+    ) -> Result<crate::ExportAdmission, StoreError> {
+        export_jobs::create(&self.pool, job, limits).await
+    }
+
+    async fn export_job(&self, id: &str) -> Result<Option<crate::ExportJob>, StoreError> {
+        export_jobs::get(&self.pool, id).await
+    }
+
+    async fn claim_export_job(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Option<crate::ExportJob>, StoreError> {
+        export_jobs::claim(&self.pool, owner, now, lease_until).await
+    }
+
+    async fn renew_export_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        lease_until: i64,
+        done: i64,
+        planned: i64,
+    ) -> Result<bool, StoreError> {
+        export_jobs::renew(&self.pool, id, owner, lease_until, done, planned).await
+    }
+
+    async fn finish_export_job(
+        &self,
+        id: &str,
+        owner: &str,
+        status: crate::ExportStatus,
+        result: &str,
+        done: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        export_jobs::finish(&self.pool, id, owner, status, result, done, now).await
+    }
+
+    async fn cancel_export_job(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> Result<Option<crate::ExportJob>, StoreError> {
+        export_jobs::cancel(&self.pool, id, now).await
+    }
+
+    async fn finished_export_jobs(
+        &self,
+        now: i64,
+        cancelled_before: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        export_jobs::finished_ids(&self.pool, now, cancelled_before).await
+    }
+
+    async fn delete_export_job(&self, id: &str) -> Result<(), StoreError> {
+        export_jobs::delete(&self.pool, id).await
+    }
+
+    async fn plan_export(
+        &self,
+        scope: &crate::ExportScope,
+    ) -> Result<crate::ExportPlan, StoreError> {
+        export_read::plan(&self.pool, scope).await
+    }
+
+    fn export_resources(
+        &self,
+        plan: std::sync::Arc<crate::ExportPlan>,
+        rtype: ResourceType,
+    ) -> ExportStream {
+        export_read::read(&self.pool, plan, rtype)
     }
 }
 

@@ -24,6 +24,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "provenance",
         sql: include_str!("../../migrations/postgres/0003_provenance.sql"),
     },
+    Migration {
+        version: 4,
+        name: "export",
+        sql: include_str!("../../migrations/postgres/0004_export.sql"),
+    },
 ];
 
 /// Connects; with `schema`, every connection works in that schema (created if absent).

@@ -25,6 +25,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "provenance",
         sql: include_str!("../../migrations/sqlite/0003_provenance.sql"),
     },
+    Migration {
+        version: 4,
+        name: "export",
+        sql: include_str!("../../migrations/sqlite/0004_export.sql"),
+    },
 ];
 
 pub(crate) async fn connect(url: &str) -> Result<sqlx::SqlitePool, StoreError> {

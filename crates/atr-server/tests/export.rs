@@ -1,0 +1,783 @@
+//! Bulk export: `$davinci-data-export` and `$export` on a Group, end to end over HTTP with real
+//! tokens, on SQLite and PostgreSQL.
+//!
+//! The synthetic payer of `load_synthetic` has 9 lists over 4 provider organisations; org-1's
+//! Consumer sees list-1 (final), list-5 (draft) and list-9 (open).
+
+mod common;
+
+use std::collections::{BTreeSet, HashSet};
+use std::time::{Duration, Instant};
+
+use atr_auth::SigningAlg;
+use common::{NPI, TestApp, load_synthetic, npi_of, spawn_apps, spawn_apps_with};
+use serde_json::{Value, json};
+
+/// A Consumer acting for org-1, with a read-and-write token.
+async fn consumer(app: &TestApp, id: &str) -> reqwest::Client {
+    app.client_with(&consumer_token(app, id).await)
+}
+
+async fn consumer_token(app: &TestApp, id: &str) -> String {
+    let npi = npi_of(app, "org-1").await;
+    let c = app
+        .register(
+            id,
+            SigningAlg::Es384,
+            &[&format!("{NPI}|{npi}")],
+            &["system/*.read", "system/*.write"],
+            false,
+        )
+        .await;
+    app.token(&c, "system/*.read system/*.write")
+        .await
+        .expect("token")
+}
+
+async fn kick_off(
+    app: &TestApp,
+    http: &reqwest::Client,
+    path: &str,
+    prefer: &str,
+) -> (u16, Option<String>, Value) {
+    let r = http
+        .get(app.url(path))
+        .header("Accept", "application/fhir+json")
+        .header("Prefer", prefer)
+        .send()
+        .await
+        .expect("kick-off");
+    let status = r.status().as_u16();
+    let location = r
+        .headers()
+        .get("content-location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = r.json().await.unwrap_or(Value::Null);
+    (status, location, body)
+}
+
+async fn started(app: &TestApp, http: &reqwest::Client, path: &str) -> String {
+    let (status, location, body) = kick_off(app, http, path, "respond-async").await;
+    assert_eq!(status, 202, "{path}: {body}");
+    location.expect("Content-Location")
+}
+
+/// Polls until the manifest; checks every in-progress answer on the way.
+async fn manifest(http: &reqwest::Client, location: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = http
+            .get(location)
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .expect("poll");
+        match r.status().as_u16() {
+            202 => {
+                let retry = r.headers()["retry-after"].to_str().expect("ascii");
+                assert!(retry.parse::<u32>().is_ok(), "Retry-After {retry}");
+                assert!(r.headers().get("x-progress").is_some());
+                assert!(Instant::now() < deadline, "export did not finish");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            200 => {
+                assert!(
+                    r.headers()["content-type"]
+                        .to_str()
+                        .expect("ascii")
+                        .starts_with("application/json")
+                );
+                assert!(r.headers().get("expires").is_some());
+                return r.json().await.expect("manifest JSON");
+            }
+            other => panic!("status {other}: {}", r.text().await.unwrap_or_default()),
+        }
+    }
+}
+
+/// Every line of every output file, by type; checks line shape, type and count on the way.
+async fn download(http: &reqwest::Client, manifest: &Value) -> Vec<(String, Value)> {
+    let mut lines = Vec::new();
+    for item in manifest["output"].as_array().expect("output") {
+        let url = item["url"].as_str().expect("url");
+        let r = http.get(url).send().await.expect("file");
+        assert_eq!(r.status(), 200, "{url}");
+        assert_eq!(r.headers()["content-type"], "application/fhir+ndjson");
+        let text = r.text().await.expect("text");
+        assert!(text.ends_with('\n'));
+        let mut n = 0;
+        for line in text.split_terminator('\n') {
+            assert!(!line.is_empty(), "blank line in {url}");
+            let v: Value = serde_json::from_str(line).expect("JSON line");
+            assert_eq!(v["resourceType"], item["type"], "{url}");
+            lines.push((item["type"].as_str().unwrap_or("").to_string(), v));
+            n += 1;
+        }
+        assert_eq!(item["count"], n, "{url}");
+    }
+    lines
+}
+
+async fn error_lines(http: &reqwest::Client, manifest: &Value) -> Vec<Value> {
+    let mut out = Vec::new();
+    for item in manifest["error"].as_array().expect("error array") {
+        let text = http
+            .get(item["url"].as_str().expect("url"))
+            .send()
+            .await
+            .expect("error file")
+            .text()
+            .await
+            .expect("text");
+        out.extend(
+            text.lines()
+                .map(|l| serde_json::from_str::<Value>(l).expect("JSON")),
+        );
+    }
+    out
+}
+
+fn ids_of(lines: &[(String, Value)], rtype: &str) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|(t, _)| t == rtype)
+        .map(|(_, v)| format!("{rtype}/{}", v["id"].as_str().unwrap_or("")))
+        .collect()
+}
+
+fn ext_ref(member: &Value, suffix: &str) -> Option<String> {
+    member["extension"]
+        .as_array()?
+        .iter()
+        .find(|e| e["url"].as_str().is_some_and(|u| u.ends_with(suffix)))
+        .and_then(|e| e["valueReference"]["reference"].as_str())
+        .map(str::to_string)
+}
+
+#[tokio::test]
+async fn export_holds_exactly_the_groups_members_and_what_they_reference() {
+    for app in spawn_apps().await {
+        load_synthetic(&app).await;
+        let http = consumer(&app, "org-1-exporter").await;
+        let (_, group) = app.get_json("Group/list-1").await;
+        let members = group["member"].as_array().expect("members");
+        let patients: BTreeSet<String> = members
+            .iter()
+            .filter_map(|m| m["entity"]["reference"].as_str().map(str::to_string))
+            .collect();
+        let coverages: BTreeSet<String> = members
+            .iter()
+            .filter_map(|m| ext_ref(m, "ext-coverageReference"))
+            .collect();
+        let providers: BTreeSet<String> = members
+            .iter()
+            .filter_map(|m| ext_ref(m, "ext-attributedProvider"))
+            .collect();
+        assert!(patients.len() >= 2);
+
+        for path in [
+            "Group/list-1/$davinci-data-export",
+            "Group/list-1/$export?_type=Group,Patient,Coverage,Practitioner,PractitionerRole,Organization,Location,RelatedPerson",
+        ] {
+            let location = started(&app, &http, path).await;
+            // Never an instant finish: the first poll is in progress.
+            let first = http
+                .get(&location)
+                .header("Accept", "application/json")
+                .send()
+                .await
+                .expect("poll");
+            assert_eq!(first.status(), 202, "{}", app.dialect);
+            let m = manifest(&http, &location).await;
+            assert_eq!(m["requiresAccessToken"], true);
+            assert!(m["transactionTime"].is_string());
+            assert!(
+                m["request"]
+                    .as_str()
+                    .expect("request")
+                    .contains("Group/list-1/$")
+            );
+            assert_eq!(m["error"], json!([]), "{}", app.dialect);
+            let lines = download(&http, &m).await;
+
+            let exported_patients: Vec<String> = ids_of(&lines, "Patient");
+            let as_set: BTreeSet<String> = exported_patients.iter().cloned().collect();
+            assert_eq!(as_set.len(), exported_patients.len(), "duplicate Patients");
+            assert_eq!(as_set, patients, "{}: {path}", app.dialect);
+            let exported_coverages: BTreeSet<String> =
+                ids_of(&lines, "Coverage").into_iter().collect();
+            assert_eq!(exported_coverages, coverages, "{}", app.dialect);
+            let groups = ids_of(&lines, "Group");
+            assert_eq!(groups, vec!["Group/list-1".to_string()]);
+            let (_, g) = lines
+                .iter()
+                .find(|(t, _)| t == "Group")
+                .expect("Group line");
+            assert_eq!(g["member"].as_array().map(Vec::len), Some(members.len()));
+            // Every reference of every line resolves within the export (the payer, roles'
+            // practitioners, organizations and locations, subscribers).
+            let all: HashSet<String> = lines
+                .iter()
+                .map(|(t, v)| format!("{t}/{}", v["id"].as_str().unwrap_or("")))
+                .collect();
+            assert_eq!(all.len(), lines.len(), "a resource appears twice");
+            for p in &providers {
+                assert!(all.contains(p), "{p} missing");
+            }
+            for (t, v) in &lines {
+                if t == "Group" {
+                    continue;
+                }
+                let text = v.to_string();
+                for piece in text.split("\"reference\":\"").skip(1) {
+                    let r = piece.split('"').next().unwrap_or("");
+                    assert!(
+                        all.contains(r),
+                        "{t}/{} references {r}, not exported",
+                        v["id"]
+                    );
+                }
+            }
+            let del = http.delete(&location).send().await.expect("delete");
+            assert_eq!(del.status(), 202);
+        }
+    }
+}
+
+/// The status of a GET sent with exactly `headers` (and a fresh admin token).
+async fn raw_get_status(app: &TestApp, path: &str, headers: &[&str]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let admin = app
+        .register(
+            "raw-admin",
+            SigningAlg::Es384,
+            &[],
+            &["system/*.read"],
+            true,
+        )
+        .await;
+    let token = app.token(&admin, "system/*.read").await.expect("token");
+    let url = reqwest::Url::parse(&app.url(path)).expect("url");
+    let host = format!(
+        "{}:{}",
+        url.host_str().expect("host"),
+        url.port().expect("port")
+    );
+    let mut stream = tokio::net::TcpStream::connect(&host)
+        .await
+        .expect("connect");
+    let mut request = format!(
+        "GET {} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n",
+        url.path()
+    );
+    for h in headers {
+        request.push_str(h);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.expect("read");
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line")
+}
+
+#[tokio::test]
+async fn kick_off_rejects_bad_requests_with_operation_outcomes() {
+    for app in spawn_apps().await {
+        load_synthetic(&app).await;
+        let http = consumer(&app, "org-1-strict").await;
+        let bad = [
+            (
+                "Group/list-1/$export?_outputFormat=text/html",
+                400,
+                "_outputFormat",
+            ),
+            (
+                "Group/list-1/$davinci-data-export?exportType=foo",
+                400,
+                "exportType",
+            ),
+            (
+                "Group/list-1/$davinci-data-export?_type=Group,Patient",
+                400,
+                "Coverage",
+            ),
+            (
+                "Group/list-1/$export?_since=2999-01-01T00:00:00Z",
+                400,
+                "future",
+            ),
+            (
+                "Group/list-1/$export?_since=0000-60-01T30:70:80%2B05:00",
+                400,
+                "_since",
+            ),
+            ("Group/list-1/$export?_type=MissingType", 400, "MissingType"),
+            (
+                "Group/list-1/$export?_typeFilter=Patient%3Fstatus%3Dactive",
+                400,
+                "status",
+            ),
+            ("Group/list-1/$export?bogus=1", 400, "bogus"),
+            ("Group/nope/$export", 404, "nope"),
+            ("Group/list-2/$export", 404, "list-2"),
+        ];
+        for (path, status, says) in bad {
+            let (got, location, body) = kick_off(&app, &http, path, "respond-async").await;
+            assert_eq!(got, status, "{}: {path}: {body}", app.dialect);
+            assert!(location.is_none());
+            assert_eq!(body["resourceType"], "OperationOutcome", "{path}");
+            assert!(body.to_string().contains(says), "{path}: {body}");
+        }
+        // Accept and Prefer are required.
+        let r = http
+            .get(app.url("Group/list-1/$export"))
+            .header("Accept", "application/fhir+json")
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 400);
+        // (reqwest always sends an Accept header: this request goes over a bare socket.)
+        let status = raw_get_status(&app, "Group/list-1/$export", &["Prefer: respond-async"]).await;
+        assert_eq!(status, 400);
+        // No token: 401 with an OperationOutcome.
+        let r = app
+            .anon
+            .get(app.url("Group/list-1/$export"))
+            .header("Accept", "application/fhir+json")
+            .header("Prefer", "respond-async")
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 401);
+        // Under lenient handling the unsupported parts are reported in the error file.
+        let (status, location, _) = kick_off(
+            &app,
+            &http,
+            "Group/list-1/$export?bogus=1&_typeFilter=Patient%3Fstatus%3Dactive&includeAssociatedData=LatestProvenanceResources",
+            "respond-async, handling=lenient",
+        )
+        .await;
+        assert_eq!(status, 202);
+        let m = manifest(&http, &location.expect("location")).await;
+        let errors = error_lines(&http, &m)
+            .await
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
+        for says in ["bogus", "status", "includeAssociatedData"] {
+            assert!(errors.contains(says), "{says} not reported: {errors}");
+        }
+        // The three _outputFormat spellings and repeated _type parameters are accepted.
+        for q in [
+            "_outputFormat=application/fhir%2Bndjson",
+            "_outputFormat=application/ndjson",
+            "_outputFormat=ndjson",
+            "_type=Patient&_type=Group",
+            "_since=2020-01-01T00:00:00%2B00:00",
+        ] {
+            let path = format!("Group/list-1/$export?{q}");
+            let location = started(&app, &http, &path).await;
+            let del = http.delete(&location).send().await.expect("delete");
+            assert_eq!(del.status(), 202, "{q}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn files_need_the_requesting_clients_token_and_support_range_and_gzip() {
+    for app in spawn_apps().await {
+        load_synthetic(&app).await;
+        let token = consumer_token(&app, "org-1-files").await;
+        let http = app.client_with(&token);
+        let other = consumer(&app, "org-1-other").await;
+        let location = started(&app, &http, "Group/list-1/$export?_type=Patient").await;
+        let m = manifest(&http, &location).await;
+        let url = m["output"][0]["url"].as_str().expect("url").to_string();
+        // Another client does not see the job, nor its files.
+        let r = other.get(&location).send().await.expect("poll");
+        assert_eq!(r.status(), 404);
+        assert_eq!(other.get(&url).send().await.expect("file").status(), 401);
+        assert_eq!(app.anon.get(&url).send().await.expect("file").status(), 401);
+
+        let whole = http
+            .get(&url)
+            .send()
+            .await
+            .expect("file")
+            .bytes()
+            .await
+            .expect("body");
+        let r = http
+            .get(&url)
+            .header("Range", "bytes=10-109")
+            .send()
+            .await
+            .expect("range");
+        assert_eq!(r.status(), 206);
+        assert_eq!(
+            r.headers()["content-range"],
+            format!("bytes 10-109/{}", whole.len()).as_str()
+        );
+        assert_eq!(r.bytes().await.expect("body"), whole.slice(10..110));
+        let r = http
+            .get(&url)
+            .header("Range", format!("bytes={}-", whole.len() + 5))
+            .send()
+            .await
+            .expect("range");
+        assert_eq!(r.status(), 416);
+
+        // reqwest would unpack gzip itself and hide the header: ask by hand.
+        let raw = reqwest::Client::builder()
+            .no_gzip()
+            .build()
+            .expect("client");
+        let r = raw
+            .get(&url)
+            .bearer_auth(&token)
+            .header("Accept-Encoding", "gzip")
+            .send()
+            .await
+            .expect("gzip");
+        assert_eq!(r.headers()["content-encoding"], "gzip");
+        let packed = r.bytes().await.expect("body");
+        let mut unpacked = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(&packed[..]),
+            &mut unpacked,
+        )
+        .expect("gunzip");
+        assert_eq!(unpacked, whole.to_vec());
+
+        // A path that is not one of the job's files is 404, whatever it tries.
+        let job = location.rsplit('/').next().expect("job id");
+        for name in ["..%2Fatr.db", "Patient-9.ndjson", "x"] {
+            let r = http
+                .get(app.url(&format!("bulkfiles/{job}/{name}")))
+                .send()
+                .await
+                .expect("file");
+            assert_eq!(r.status(), 404, "{name}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn delete_cancels_the_export_and_removes_its_files() {
+    for app in spawn_apps().await {
+        load_synthetic(&app).await;
+        let http = consumer(&app, "org-1-deleter").await;
+        let location = started(&app, &http, "Group/list-1/$davinci-data-export").await;
+        let m = manifest(&http, &location).await;
+        let url = m["output"][0]["url"].as_str().expect("url").to_string();
+        let job = location.rsplit('/').next().expect("job").to_string();
+        assert!(app.export_dir.join(&job).exists());
+        let r = http.delete(&location).send().await.expect("delete");
+        assert_eq!(r.status(), 202);
+        let r = http
+            .get(&location)
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .expect("poll");
+        assert_eq!(r.status(), 404);
+        let body: Value = r.json().await.expect("OperationOutcome");
+        assert_eq!(body["resourceType"], "OperationOutcome");
+        assert_eq!(http.get(&url).send().await.expect("file").status(), 404);
+        assert!(!app.export_dir.join(&job).exists());
+        assert_eq!(
+            http.delete(&location).send().await.expect("again").status(),
+            404
+        );
+    }
+}
+
+#[tokio::test]
+async fn since_exports_changes_and_everything_about_members_who_joined_after_it() {
+    for app in spawn_apps().await {
+        load_synthetic(&app).await;
+        let http = consumer(&app, "org-1-since").await;
+        // list-9 is org-1's open list: find a patient with coverage from its payer not on it.
+        let (_, g) = app.get_json("Group/list-9").await;
+        let on: HashSet<String> = g["member"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["entity"]["reference"].as_str().map(str::to_string))
+            .collect();
+        let payer = g["managingEntity"]["reference"]
+            .as_str()
+            .expect("payer")
+            .to_string();
+        let provider = g["member"][0]["extension"]
+            .as_array()
+            .and_then(|exts| {
+                exts.iter().find(|e| {
+                    e["url"]
+                        .as_str()
+                        .is_some_and(|u| u.ends_with("ext-attributedProvider"))
+                })
+            })
+            .and_then(|e| e["valueReference"]["reference"].as_str())
+            .expect("provider")
+            .to_string();
+        let (_, coverages) = app
+            .get_json(&format!("Coverage?payor={payer}&_count=1000"))
+            .await;
+        let newcomer = coverages["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["resource"]["status"] == "active")
+            .filter_map(|e| e["resource"]["beneficiary"]["reference"].as_str())
+            .find(|p| !on.contains(*p))
+            .expect("a patient to add")
+            .to_string();
+        let changed = on.iter().next().expect("a member").clone();
+
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let since = atr_model::instant::fhir_instant(atr_model::instant::now_micros());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let params = json!({"resourceType": "Parameters", "parameter": [
+            {"name": "patientReference", "valueReference": {"reference": newcomer}},
+            {"name": "providerReference", "valueReference": {"reference": provider}}
+        ]});
+        let r = http
+            .post(app.url("Group/list-9/$member-add"))
+            .header("Content-Type", "application/fhir+json")
+            .body(params.to_string())
+            .send()
+            .await
+            .expect("member-add");
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+        let (_, mut p) = app.get_json(&changed).await;
+        p["birthDate"] = json!("1970-01-02");
+        assert!(app.put(&changed, &p).await.status().is_success());
+
+        let q = since.replace('+', "%2B");
+        let location = started(
+            &app,
+            &http,
+            &format!("Group/list-9/$davinci-data-export?_since={q}"),
+        )
+        .await;
+        let m = manifest(&http, &location).await;
+        let lines = download(&http, &m).await;
+        let patients: BTreeSet<String> = ids_of(&lines, "Patient").into_iter().collect();
+        assert_eq!(
+            patients,
+            BTreeSet::from([newcomer.clone(), changed.clone()]),
+            "{}",
+            app.dialect
+        );
+        // The newcomer's Coverage comes along though it did not change.
+        let covs = ids_of(&lines, "Coverage");
+        assert_eq!(covs.len(), 1, "{covs:?}");
+        assert_eq!(ids_of(&lines, "Group").len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn patient_parameter_limits_the_export_and_reports_the_rest() {
+    for app in spawn_apps().await {
+        load_synthetic(&app).await;
+        let http = consumer(&app, "org-1-patients").await;
+        let (_, g) = app.get_json("Group/list-1").await;
+        let member = g["member"][0]["entity"]["reference"]
+            .as_str()
+            .expect("member")
+            .to_string();
+        let (_, other) = app.get_json("Group/list-2").await;
+        let on_list_1: HashSet<&str> = g["member"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["entity"]["reference"].as_str())
+            .collect();
+        let stranger = other["member"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["entity"]["reference"].as_str())
+            .find(|p| !on_list_1.contains(p))
+            .expect("a non-member")
+            .to_string();
+        let params = json!({"resourceType": "Parameters", "parameter": [
+            {"name": "patient", "valueReference": {"reference": member}},
+            {"name": "patient", "valueReference": {"reference": stranger}},
+            {"name": "patient", "valueReference": {"reference": "Coverage/x"}},
+            {"name": "_type", "valueString": "Group,Patient,Coverage"}
+        ]});
+        let r = http
+            .post(app.url("Group/list-1/$davinci-data-export"))
+            .header("Accept", "application/fhir+json")
+            .header("Prefer", "respond-async")
+            .header("Content-Type", "application/fhir+json")
+            .body(params.to_string())
+            .send()
+            .await
+            .expect("kick-off");
+        assert_eq!(r.status(), 202);
+        let location = r.headers()["content-location"]
+            .to_str()
+            .expect("ascii")
+            .to_string();
+        let m = manifest(&http, &location).await;
+        let lines = download(&http, &m).await;
+        assert_eq!(
+            ids_of(&lines, "Patient"),
+            vec![member.clone()],
+            "{}",
+            app.dialect
+        );
+        let (_, group) = lines.iter().find(|(t, _)| t == "Group").expect("Group");
+        assert!(
+            group["member"]
+                .as_array()
+                .expect("members")
+                .iter()
+                .all(|m| m["entity"]["reference"] == member.as_str())
+        );
+        assert!(group["meta"]["tag"].to_string().contains("SUBSETTED"));
+        let errors = error_lines(&http, &m).await;
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        let text = json!(errors).to_string();
+        assert!(text.contains(&stranger) && text.contains("Coverage/x"));
+    }
+}
+
+#[tokio::test]
+async fn type_filter_and_elements_narrow_the_lines() {
+    for app in spawn_apps().await {
+        load_synthetic(&app).await;
+        let http = consumer(&app, "org-1-filters").await;
+        let (_, g) = app.get_json("Group/list-1").await;
+        let member = g["member"][0]["entity"]["reference"]
+            .as_str()
+            .expect("member")
+            .to_string();
+        let id = member.trim_start_matches("Patient/");
+        let path = format!(
+            "Group/list-1/$export?_type=Patient,Coverage&_typeFilter=Patient%3F_id%3D{id}&_elements=birthDate,Coverage.status"
+        );
+        let location = started(&app, &http, &path).await;
+        let m = manifest(&http, &location).await;
+        let lines = download(&http, &m).await;
+        assert_eq!(ids_of(&lines, "Patient"), vec![member.clone()]);
+        for (t, v) in &lines {
+            let keys: BTreeSet<&str> = v
+                .as_object()
+                .expect("object")
+                .keys()
+                .map(String::as_str)
+                .collect();
+            let allowed: BTreeSet<&str> = if t == "Patient" {
+                ["resourceType", "id", "meta", "birthDate"].into()
+            } else {
+                [
+                    "resourceType",
+                    "id",
+                    "meta",
+                    "status",
+                    "beneficiary",
+                    "payor",
+                ]
+                .into()
+            };
+            assert!(keys.is_subset(&allowed), "{t}: {keys:?}");
+            assert!(v["meta"]["tag"].to_string().contains("SUBSETTED"));
+        }
+        assert!(ids_of(&lines, "Coverage").len() > 1);
+    }
+}
+
+#[tokio::test]
+async fn too_many_exports_answer_429_with_retry_after() {
+    let apps = spawn_apps_with(|c| {
+        c.export.workers = 0;
+        c.export.limits.per_client = 1;
+        c.export.limits.total = 2;
+    })
+    .await;
+    for app in apps {
+        load_synthetic(&app).await;
+        let a = consumer(&app, "org-1-a").await;
+        let b = consumer(&app, "org-1-b").await;
+        let c = consumer(&app, "org-1-c").await;
+        started(&app, &a, "Group/list-1/$export").await;
+        let (status, _, body) = kick_off(&app, &a, "Group/list-1/$export", "respond-async").await;
+        assert_eq!(status, 429, "{body}");
+        assert_eq!(body["resourceType"], "OperationOutcome");
+        let r = a
+            .get(app.url("Group/list-1/$export"))
+            .header("Accept", "application/fhir+json")
+            .header("Prefer", "respond-async")
+            .send()
+            .await
+            .expect("send");
+        assert!(
+            r.headers()["retry-after"]
+                .to_str()
+                .expect("ascii")
+                .parse::<u32>()
+                .is_ok()
+        );
+        started(&app, &b, "Group/list-1/$export").await;
+        let (status, _, _) = kick_off(&app, &c, "Group/list-1/$export", "respond-async").await;
+        assert_eq!(status, 429);
+    }
+}
+
+#[tokio::test]
+async fn a_job_whose_worker_died_is_taken_over_and_completes() {
+    // An instance without workers takes the kick-off; a "dead" worker claims the job with a lease
+    // that runs out; a second instance takes it over and finishes it.
+    for app in spawn_apps_with(|c| c.export.workers = 0).await {
+        load_synthetic(&app).await;
+        let http = consumer(&app, "org-1-takeover").await;
+        let location = started(&app, &http, "Group/list-1/$davinci-data-export").await;
+        let job_id = location.rsplit('/').next().expect("job").to_string();
+        let now = atr_model::instant::now_micros();
+        let claimed = app
+            .store
+            .claim_export_job("dead-instance", now, now + 500_000)
+            .await
+            .expect("claim")
+            .expect("a job");
+        assert_eq!(claimed.id, job_id);
+        let other = app.another_instance_with(|c| c.export.workers = 1).await;
+        let m = manifest(&http, &location.replace(&app.base, &other)).await;
+        let lines = download(&http, &m).await;
+        assert!(ids_of(&lines, "Patient").len() >= 2);
+        let job = app
+            .store
+            .export_job(&job_id)
+            .await
+            .expect("job")
+            .expect("row");
+        assert_eq!(job.attempts, 2);
+    }
+}
+
+#[tokio::test]
+async fn expired_exports_answer_404() {
+    for app in spawn_apps_with(|c| c.export.retention = Duration::ZERO).await {
+        load_synthetic(&app).await;
+        let http = consumer(&app, "org-1-expiry").await;
+        let location = started(&app, &http, "Group/list-1/$export").await;
+        let r = http
+            .get(&location)
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .expect("poll");
+        assert_eq!(r.status(), 404);
+    }
+}

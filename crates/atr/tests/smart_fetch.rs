@@ -1,0 +1,320 @@
+//! A real Bulk Data client against `atr serve --demo`: `smart-fetch bulk` (PyPI `smart-fetch`) runs a
+//! Group-level `$export` of list-1 (kick-off, polling, downloads) and must bring back exactly the
+//! Patients that are members of the list.
+//!
+//! `smart-fetch` must be on `PATH` (`.ci/run` installs it). Without it the tests print why they skip;
+//! with `CI` set they fail instead.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const ATR: &str = env!("CARGO_BIN_EXE_atr");
+const SMART_FETCH: &str = "smart-fetch";
+/// No child process of these tests may run longer than this.
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// `atr serve --demo` on a free port, killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+    data_dir: PathBuf,
+}
+
+impl Server {
+    fn start(data_dir: &Path) -> Server {
+        let mut child = Command::new(ATR)
+            .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("ATR_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn atr serve");
+        let stderr = child.stderr.take().expect("server stderr");
+        let (tx, rx) = mpsc::channel();
+        // Read the base URL, then keep draining the log so a full pipe never stalls the server.
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("serving FHIR at ").nth(1)
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+                }
+            }
+        });
+        let mut server = Server {
+            child,
+            base: String::new(),
+            data_dir: data_dir.to_path_buf(),
+        };
+        server.base = rx
+            .recv_timeout(TIMEOUT)
+            .expect("atr serve --demo did not print `serving FHIR at <url>`");
+        assert!(server.base.starts_with("http://"), "base: {}", server.base);
+        server
+    }
+
+    fn credentials(&self) -> PathBuf {
+        self.data_dir.join("demo-client.json")
+    }
+
+    /// An access token for the demo Consumer (`atr token`, scope `system/*.read`).
+    fn token(&self) -> String {
+        let out = run(Command::new(ATR)
+            .arg("token")
+            .arg("--credentials")
+            .arg(self.credentials()));
+        assert!(out.status.success(), "atr token: {}", out.stderr);
+        out.stdout.trim().to_string()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Output {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs a command to completion, killing it after [`TIMEOUT`].
+fn run(cmd: &mut Command) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("stderr")));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} still running after {TIMEOUT:?}\nstdout:\n{}\nstderr:\n{}",
+                stdout.join().unwrap_or_default(),
+                stderr.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout"),
+        stderr: stderr.join().expect("stderr"),
+    }
+}
+
+/// Whether `smart-fetch` can run here. Missing: a printed skip, or a failure when `CI` is set.
+fn smart_fetch_available(test: &str) -> bool {
+    match Command::new(SMART_FETCH)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        Ok(status) if status.success() => true,
+        found => {
+            let why = match found {
+                Ok(status) => format!("`{SMART_FETCH} --version` failed ({status})"),
+                Err(e) => format!("`{SMART_FETCH}` is not on PATH ({e})"),
+            };
+            if std::env::var_os("CI").is_some() {
+                panic!("{why}: CI needs it (pip install smart-fetch; .ci/run does)");
+            }
+            eprintln!("skipping {test}: {why}; install it with `pip install smart-fetch`");
+            false
+        }
+    }
+}
+
+/// The ids of the Patients that are members of `Group/{id}`, read from the server.
+async fn group_patient_ids(server: &Server, token: &str, id: &str) -> BTreeSet<String> {
+    let group: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/Group/{id}", server.base))
+        .bearer_auth(token)
+        .header("Accept", "application/fhir+json")
+        .timeout(TIMEOUT)
+        .send()
+        .await
+        .expect("GET Group")
+        .error_for_status()
+        .expect("GET Group status")
+        .json()
+        .await
+        .expect("Group JSON");
+    let ids: BTreeSet<String> = group["member"]
+        .as_array()
+        .expect("Group.member")
+        .iter()
+        .filter_map(|m| m["entity"]["reference"].as_str())
+        .filter_map(|r| r.strip_prefix("Patient/"))
+        .map(str::to_string)
+        .collect();
+    assert!(!ids.is_empty(), "Group/{id} has no Patient members");
+    ids
+}
+
+/// Every resource in the `*.ndjson` files smart-fetch wrote: (file name, resource).
+fn ndjson_resources(dir: &Path) -> Vec<(String, serde_json::Value)> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read output dir")
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|n| n.ends_with(".ndjson") && n != "log.ndjson")
+        .collect();
+    names.sort();
+    let mut resources = Vec::new();
+    for name in names {
+        let text = std::fs::read_to_string(dir.join(&name)).expect("read ndjson");
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{name}:{}: not JSON ({e}): {line}", i + 1));
+            resources.push((name.clone(), value));
+        }
+    }
+    resources
+}
+
+enum Auth {
+    /// `--bearer-token FILE`, a token from `atr token`.
+    Bearer,
+    /// `--smart-client-id` / `--smart-key *.jwks` / `--token-url`: smart-fetch's own SMART
+    /// Backend Services flow with the demo Consumer's ES384 key.
+    Smart,
+}
+
+/// Runs `smart-fetch bulk --group list-1 --type Patient` and checks that it brings back exactly the
+/// Patient members of list-1.
+async fn export_list_1_with_smart_fetch(test: &str, auth: Auth) {
+    if !smart_fetch_available(test) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = Server::start(&dir.path().join("data"));
+    let doc: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(server.credentials()).expect("demo-client.json"),
+    )
+    .expect("demo-client.json is JSON");
+    let out_dir = dir.path().join("export");
+
+    let mut cmd = Command::new(SMART_FETCH);
+    cmd.arg("bulk")
+        .args(["--fhir-url", &server.base])
+        .args(["--group", "list-1"])
+        .args(["--type", "Patient"])
+        .arg("--no-default-filters")
+        .arg("--no-compression");
+    match auth {
+        Auth::Bearer => {
+            let token_file = dir.path().join("token.txt");
+            std::fs::write(&token_file, server.token()).expect("write token");
+            cmd.arg("--bearer-token").arg(&token_file);
+        }
+        Auth::Smart => {
+            // smart-fetch wants a `.jwks` (or `.pem`) file; a private JWK needs kid, alg and
+            // key_ops ["sign"], which the demo credentials file carries.
+            let key = &doc["private_jwks"]["keys"][0];
+            assert!(
+                key["kid"].is_string()
+                    && key["alg"].is_string()
+                    && key["key_ops"]
+                        .as_array()
+                        .is_some_and(|ops| ops.iter().any(|o| o == "sign")),
+                "demo key lacks kid/alg/key_ops: {key}"
+            );
+            let key_file = dir.path().join("demo-client.jwks");
+            std::fs::write(&key_file, doc["private_jwks"].to_string()).expect("write jwks");
+            cmd.args([
+                "--smart-client-id",
+                doc["client_id"].as_str().expect("client_id"),
+            ])
+            .arg("--smart-key")
+            .arg(&key_file)
+            .args(["--token-url", doc["token_url"].as_str().expect("token_url")]);
+        }
+    }
+    cmd.arg(&out_dir);
+    let out = run(&mut cmd);
+    let log = std::fs::read_to_string(out_dir.join("log.ndjson")).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({})\nstdout:\n{}\nstderr:\n{}\nlog.ndjson:\n{log}",
+        out.status,
+        out.stdout,
+        out.stderr
+    );
+
+    let resources = ndjson_resources(&out_dir);
+    assert!(
+        !resources.is_empty(),
+        "no NDJSON resources in {}\nstdout:\n{}\nlog.ndjson:\n{log}",
+        out_dir.display(),
+        out.stdout
+    );
+    let mut exported = BTreeSet::new();
+    for (file, resource) in &resources {
+        assert_eq!(
+            resource["resourceType"], "Patient",
+            "{file}: not a Patient: {resource}"
+        );
+        let id = resource["id"].as_str().expect("Patient.id").to_string();
+        assert!(exported.insert(id.clone()), "{file}: Patient/{id} twice");
+    }
+    let members = group_patient_ids(&server, &server.token(), "list-1").await;
+    assert_eq!(
+        exported, members,
+        "exported Patients differ from Group/list-1's Patient members"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn smart_fetch_bulk_exports_the_patient_members_of_a_group() {
+    export_list_1_with_smart_fetch(
+        "smart_fetch_bulk_exports_the_patient_members_of_a_group",
+        Auth::Bearer,
+    )
+    .await;
+}
+
+/// smart-fetch's own SMART Backend Services flow. It asks for a fixed set of resource-type scopes
+/// (`system/Patient.read`, `system/Encounter.read`, ... 21 types, never `system/Group.read`): the
+/// kick-off must be judged by the exported types' scopes, not by Group reads.
+#[tokio::test(flavor = "multi_thread")]
+async fn smart_fetch_bulk_with_its_own_smart_backend_services_auth() {
+    export_list_1_with_smart_fetch(
+        "smart_fetch_bulk_with_its_own_smart_backend_services_auth",
+        Auth::Smart,
+    )
+    .await;
+}
