@@ -328,7 +328,8 @@ impl Exporter {
     }
 
     async fn keep_lease(&self, job_id: String, progress: Progress, cancelled: Arc<AtomicBool>) {
-        let every = self.config.lease / 3;
+        // Renewals also publish progress for status polls on any instance: at least every second.
+        let every = (self.config.lease / 3).min(Duration::from_secs(1));
         loop {
             tokio::time::sleep(every).await;
             let until = now_micros() + self.config.lease.as_micros() as i64;
@@ -368,6 +369,7 @@ impl Exporter {
             since: request.since,
             patients: request.patients.clone(),
         };
+        let started = std::time::Instant::now();
         let plan = Arc::new(self.store.plan_export(&scope).await?);
         progress
             .planned
@@ -381,32 +383,58 @@ impl Exporter {
             }
         }
         let filters = Arc::new(filters);
+        let task = |plan: &Arc<ExportPlan>, rtype: ResourceType| TypeTask {
+            store: self.store.clone(),
+            plan: plan.clone(),
+            rtype,
+            dir: dir.clone(),
+            max_bytes: self.config.max_file_bytes,
+            filters: filters.clone(),
+            elements: request
+                .elements
+                .iter()
+                .filter(|(t, _)| t.is_none_or(|t| t == rtype))
+                .map(|(_, e)| e.clone())
+                .collect(),
+            progress: progress.clone(),
+            cancelled: cancelled.clone(),
+        };
+        let (small, big): (Vec<ResourceType>, Vec<ResourceType>) =
+            request.types.iter().partition(|t| is_provider_type(**t));
+        // The member-driven types start at once; the provider sets are resolved meanwhile.
         let mut tasks = Vec::new();
-        for &rtype in &request.types {
-            let task = TypeTask {
-                store: self.store.clone(),
-                plan: plan.clone(),
-                rtype,
-                dir: dir.clone(),
-                max_bytes: self.config.max_file_bytes,
-                filters: filters.clone(),
-                elements: request
-                    .elements
-                    .iter()
-                    .filter(|(t, _)| t.is_none_or(|t| t == rtype))
-                    .map(|(_, e)| e.clone())
-                    .collect(),
-                progress: progress.clone(),
-                cancelled: cancelled.clone(),
+        for rtype in big {
+            tasks.push((rtype, tokio::spawn(task(&plan, rtype).run())));
+        }
+        if !small.is_empty() {
+            let providers = match self.store.export_providers(&scope).await {
+                Ok(p) => p,
+                Err(e) => {
+                    for (_, t) in &tasks {
+                        t.abort();
+                    }
+                    return Err(e.into());
+                }
             };
-            tasks.push(tokio::spawn(task.run()));
+            let plan = Arc::new(ExportPlan {
+                providers,
+                ..(*plan).clone()
+            });
+            progress
+                .planned
+                .store(planned(&plan, &request.types), Ordering::Relaxed);
+            for rtype in small {
+                tasks.push((rtype, tokio::spawn(task(&plan, rtype).run())));
+            }
         }
         let mut manifest = Manifest::default();
         let mut missing = Vec::new();
         let mut deleted = Vec::new();
         let mut failure = None;
-        for t in tasks {
-            match t.await {
+        for (rtype, t) in tasks {
+            let joined = t.await;
+            tracing::debug!(job = %job.id, %rtype, secs = started.elapsed().as_secs_f64(), "export type written");
+            match joined {
                 Ok(Ok(out)) => {
                     manifest.output.extend(out.files);
                     missing.extend(out.missing);
@@ -416,6 +444,14 @@ impl Exporter {
                 Err(e) => failure = failure.or(Some(ExportError::Io(std::io::Error::other(e)))),
             }
         }
+        // Manifest entries in the order the types were asked for.
+        manifest.output.sort_by_key(|f| {
+            request
+                .types
+                .iter()
+                .position(|t| t.as_str() == f.rtype)
+                .unwrap_or(usize::MAX)
+        });
         if let Some(e) = failure {
             return Err(e);
         }
@@ -476,6 +512,16 @@ impl Exporter {
         }
         Ok(manifest)
     }
+}
+
+fn is_provider_type(t: ResourceType) -> bool {
+    matches!(
+        t,
+        ResourceType::Practitioner
+            | ResourceType::PractitionerRole
+            | ResourceType::Organization
+            | ResourceType::Location
+    )
 }
 
 fn push_line(out: &mut Vec<u8>, v: &Value) {

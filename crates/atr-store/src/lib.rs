@@ -220,8 +220,15 @@ pub trait Store: Send + Sync + 'static {
 
     async fn delete_export_job(&self, id: &str) -> Result<(), StoreError>;
 
-    /// Resolves what an export of `scope` contains beyond the member rows.
+    /// Resolves the `_since` rules and size of an export of `scope` (`providers` left empty).
     async fn plan_export(&self, scope: &ExportScope) -> Result<ExportPlan, StoreError>;
+
+    /// The Practitioner, PractitionerRole, Organization and Location ids an export of `scope`
+    /// contains (the attributed providers and what they, the Coverages and the Group reference).
+    async fn export_providers(
+        &self,
+        scope: &ExportScope,
+    ) -> Result<std::collections::BTreeMap<ResourceType, Vec<String>>, StoreError>;
 
     /// Streams the resources of one type (not Group) in an export, as NDJSON chunks.
     fn export_resources(

@@ -183,6 +183,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             idle_rss
         );
 
+        // Bulk export of the big Group, then its files downloaded plain and gzipped.
+        export_figures(dialect, &client, &base, pid, &token).await?;
+
         // Discovery by NPI.
         let npis = collect_npis(&client, &base).await?;
         let mut latencies = Vec::with_capacity(args.searches);
@@ -240,6 +243,109 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     if args.work_dir.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }
+    Ok(())
+}
+
+/// Kick-off to manifest of `$davinci-data-export` on Group/list-1 (the server's peak RSS during
+/// it), then the files downloaded plain and with gzip.
+async fn export_figures(
+    dialect: &str,
+    client: &reqwest::Client,
+    base: &str,
+    pid: u32,
+    token: &str,
+) -> Result<()> {
+    // Reset the peak-RSS mark so the figure is the export's own.
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+    let t = Instant::now();
+    let resp = client
+        .get(format!("{base}/Group/list-1/$davinci-data-export"))
+        .header("Accept", "application/fhir+json")
+        .header("Prefer", "respond-async")
+        .send()
+        .await?
+        .error_for_status()?;
+    let location = resp
+        .headers()
+        .get("content-location")
+        .and_then(|v| v.to_str().ok())
+        .context("no Content-Location")?
+        .to_string();
+    let manifest: serde_json::Value = loop {
+        let r = client.get(&location).send().await?;
+        match r.status().as_u16() {
+            202 => tokio::time::sleep(Duration::from_millis(50)).await,
+            200 => break r.json().await?,
+            other => bail!("export status {other}: {}", r.text().await?),
+        }
+        if t.elapsed() > Duration::from_secs(900) {
+            bail!("export did not finish in 15 minutes");
+        }
+    };
+    let export_s = t.elapsed().as_secs_f64();
+    let rss = peak_rss_mb(pid).unwrap_or(f64::NAN);
+    let files = manifest["output"].as_array().cloned().unwrap_or_default();
+    let resources: u64 = files.iter().filter_map(|f| f["count"].as_u64()).sum();
+    // Plain download of every file, 4 at a time.
+    let t = Instant::now();
+    let mut bytes = 0u64;
+    let mut downloads = futures::stream::iter(files.iter().filter_map(|f| f["url"].as_str()))
+        .map(|url| {
+            let client = client.clone();
+            let url = url.to_string();
+            async move {
+                let mut n = 0u64;
+                let mut body = client
+                    .get(&url)
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .bytes_stream();
+                while let Some(chunk) = body.next().await {
+                    n += chunk?.len() as u64;
+                }
+                Ok::<u64, anyhow::Error>(n)
+            }
+        })
+        .buffer_unordered(4);
+    while let Some(n) = downloads.next().await {
+        bytes += n?;
+    }
+    let download_s = t.elapsed().as_secs_f64();
+    println!(
+        "[{dialect}] $davinci-data-export of Group/list-1: {resources} resources ({} MB) kick-off to manifest in {export_s:.2} s = {:.0} resources/s, {:.0} MB/s; server peak RSS during export {rss:.0} MB",
+        bytes / 1_000_000,
+        resources as f64 / export_s,
+        bytes as f64 / 1e6 / export_s,
+    );
+    println!(
+        "[{dialect}] export download (plain, 4 parallel): {} MB in {download_s:.2} s = {:.0} MB/s",
+        bytes / 1_000_000,
+        bytes as f64 / 1e6 / download_s
+    );
+    // gzip: the Patient file, compressed by the server as it is sent.
+    if let Some(f) = files.iter().find(|f| f["type"] == "Patient") {
+        let url = f["url"].as_str().unwrap_or_default();
+        let lines = f["count"].as_u64().unwrap_or(0);
+        let raw = reqwest::Client::builder().no_gzip().build()?;
+        let req = raw
+            .get(url)
+            .bearer_auth(token)
+            .header("Accept-Encoding", "gzip");
+        let t = Instant::now();
+        let mut packed = 0u64;
+        let mut body = req.send().await?.error_for_status()?.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            packed += chunk?.len() as u64;
+        }
+        let s = t.elapsed().as_secs_f64();
+        println!(
+            "[{dialect}] gzip download of the Patient file: {lines} resources in {s:.2} s = {:.0} resources/s ({} MB compressed)",
+            lines as f64 / s,
+            packed / 1_000_000
+        );
+    }
+    let _ = client.delete(&location).send().await;
     Ok(())
 }
 

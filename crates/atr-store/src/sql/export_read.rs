@@ -7,6 +7,10 @@
 //! it is not newer than the snapshot, else the newest version that is (looked up after the main
 //! scan; rare while an export runs).
 //!
+//! The member rows always drive the joins: on SQLite `CROSS JOIN` fixes that order (without
+//! statistics, its planner preferred scanning `search_ref` and probing the materialised member
+//! set, which has no index: quadratic on a large list); PostgreSQL reads it as a plain join.
+//!
 //! SQLite runs each type on a blocking thread with its own read-only `rusqlite` connection
 //! (sqlx would hand every row across threads); PostgreSQL streams rows through sqlx.
 
@@ -65,18 +69,46 @@ fn prefix(rtype: ResourceType) -> String {
 /// Resolves the small reference sets of an export (providers, payers, places) and, with
 /// `_since`, what the members who joined after it reference.
 pub(crate) async fn plan(pool: &Pool, scope: &ExportScope) -> Result<ExportPlan, StoreError> {
+    let entries = match &scope.patients {
+        Some(p) => p.len() as i64,
+        None => pool
+            .fetch_optional(
+                "SELECT member_count FROM resource_version WHERE rtype = 'Group' AND id = $1 AND version = $2",
+                &[scope.group_id.as_str().into(), scope.group_version.into()],
+                &[Col::OptInt],
+            )
+            .await?
+            .and_then(|r| r.opt_int(0))
+            .unwrap_or(0),
+    };
+    let (since, joined) = match scope.since {
+        None => (None, HashSet::new()),
+        Some(since) => match joined_since(pool, scope, since).await? {
+            None => (None, HashSet::new()),
+            Some(joined) => (Some(since), joined),
+        },
+    };
+    Ok(ExportPlan {
+        scope: scope.clone(),
+        providers: BTreeMap::new(),
+        since,
+        joined,
+        entries,
+    })
+}
+
+/// The ids of the Practitioners, PractitionerRoles, Organizations and Locations in scope: the
+/// attributed providers, the roles' practitioners, organizations and locations, the Coverages'
+/// payors and the Group's managing entity.
+pub(crate) async fn providers(
+    pool: &Pool,
+    scope: &ExportScope,
+) -> Result<BTreeMap<ResourceType, Vec<String>>, StoreError> {
     let (at_v, args) = members_at(scope);
     let mut refs: BTreeSet<String> = BTreeSet::new();
-    let providers = pool
-        .fetch_all(
-            &format!(
-                "SELECT DISTINCT provider FROM group_member WHERE {at_v} AND provider IS NOT NULL"
-            ),
-            &args,
-            &[Col::Text],
-        )
-        .await?;
-    refs.extend(providers.into_iter().map(|mut r| r.text(0)));
+    let provider_sql =
+        format!("SELECT DISTINCT provider FROM group_member WHERE {at_v} AND provider IS NOT NULL");
+    refs.extend(scan_texts(pool, provider_sql, args.clone()).await?);
     let managing = pool
         .fetch_all(
             "SELECT target FROM search_ref WHERE rtype = 'Group' AND id = $1 AND param = 'managing-entity'",
@@ -85,19 +117,14 @@ pub(crate) async fn plan(pool: &Pool, scope: &ExportScope) -> Result<ExportPlan,
         )
         .await?;
     refs.extend(managing.into_iter().map(|mut r| r.text(0)));
-    let payors = pool
-        .fetch_all(
-            &format!(
-                "SELECT DISTINCT sr.target FROM \
-                 (SELECT DISTINCT coverage AS ref FROM group_member WHERE {at_v} AND coverage IS NOT NULL) m \
-                 JOIN search_ref sr ON sr.rtype = 'Coverage' AND sr.id = substr(m.ref, 10) AND sr.param = 'payor' \
-                 WHERE substr(m.ref, 1, 9) = 'Coverage/'"
-            ),
-            &args,
-            &[Col::Text],
-        )
-        .await?;
-    refs.extend(payors.into_iter().map(|mut r| r.text(0)));
+    let payor_sql = format!(
+        "SELECT DISTINCT sr.target FROM \
+         (SELECT coverage AS ref FROM group_member WHERE {at_v} AND coverage IS NOT NULL) m \
+         CROSS JOIN search_ref sr WHERE sr.rtype = 'Coverage' AND sr.id = substr(m.ref, 10) \
+         AND sr.param = 'payor' AND substr(m.ref, 1, 9) = 'Coverage/'"
+    );
+    let payors = scan_texts(pool, payor_sql, args).await?;
+    refs.extend(payors);
     role_targets(pool, &mut refs).await?;
 
     let mut providers: BTreeMap<ResourceType, Vec<String>> = BTreeMap::new();
@@ -118,34 +145,26 @@ pub(crate) async fn plan(pool: &Pool, scope: &ExportScope) -> Result<ExportPlan,
             providers.entry(rtype).or_default().push(id.to_string());
         }
     }
+    Ok(providers)
+}
 
-    let entries = match &scope.patients {
-        Some(p) => p.len() as i64,
-        None => pool
-            .fetch_optional(
-                "SELECT member_count FROM resource_version WHERE rtype = 'Group' AND id = $1 AND version = $2",
-                &[scope.group_id.as_str().into(), scope.group_version.into()],
-                &[Col::OptInt],
-            )
+/// The first column of a query that scans a whole member list (a few rows out): on SQLite on its
+/// own small-cache connection, so the scan does not fill a pooled connection's page cache.
+async fn scan_texts(pool: &Pool, sql: String, args: Vec<Arg>) -> Result<Vec<String>, StoreError> {
+    match pool {
+        Pool::Sqlite(p) => {
+            let path = p.connect_options().get_filename().to_path_buf();
+            tokio::task::spawn_blocking(move || sqlite::texts(&path, &sql, &args))
+                .await
+                .map_err(|e| StoreError::Direct(e.to_string()))?
+        }
+        Pool::Postgres(_) => Ok(pool
+            .fetch_all(&sql, &args, &[Col::Text])
             .await?
-            .and_then(|r| r.opt_int(0))
-            .unwrap_or(0),
-    };
-
-    let (since, joined) = match scope.since {
-        None => (None, HashSet::new()),
-        Some(since) => match joined_since(pool, scope, since).await? {
-            None => (None, HashSet::new()),
-            Some(joined) => (Some(since), joined),
-        },
-    };
-    Ok(ExportPlan {
-        scope: scope.clone(),
-        providers,
-        since,
-        joined,
-        entries,
-    })
+            .into_iter()
+            .map(|mut r| r.text(0))
+            .collect()),
+    }
 }
 
 /// Adds the Practitioners, Organizations and Locations of the PractitionerRoles in `refs`.
@@ -306,10 +325,10 @@ fn source(plan: &ExportPlan, rtype: ResourceType) -> Source {
             sql: by_ref(
                 format!(
                     "SELECT DISTINCT sr.target AS ref FROM \
-                     (SELECT DISTINCT coverage AS c FROM group_member WHERE {at_v} AND coverage IS NOT NULL) cv \
-                     JOIN search_ref sr ON sr.rtype = 'Coverage' AND sr.id = substr(cv.c, 10) \
+                     (SELECT coverage AS c FROM group_member WHERE {at_v} AND coverage IS NOT NULL) cv \
+                     CROSS JOIN search_ref sr WHERE sr.rtype = 'Coverage' AND sr.id = substr(cv.c, 10) \
                      AND sr.param IN ('subscriber', 'policy-holder') \
-                     WHERE substr(cv.c, 1, 9) = 'Coverage/' AND substr(sr.target, 1, 14) = 'RelatedPerson/'"
+                     AND substr(cv.c, 1, 9) = 'Coverage/' AND substr(sr.target, 1, 14) = 'RelatedPerson/'"
                 ),
                 14,
             ),
@@ -535,21 +554,46 @@ mod sqlite {
         Ok(Ok(()))
     }
 
+    /// A read-only connection with a small page cache and temporary b-trees on disk, so an
+    /// export's memory stays flat whatever the list's size.
+    fn open(path: &std::path::Path) -> Result<Connection, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(err)?;
+        conn.execute_batch(
+            "PRAGMA cache_size = -8192; PRAGMA temp.cache_size = -8192; PRAGMA temp_store = FILE; BEGIN",
+        )
+        .map_err(err)?;
+        Ok(conn)
+    }
+
+    /// The first column of every row, as text.
+    pub(super) fn texts(
+        path: &std::path::Path,
+        sql: &str,
+        args: &[Arg],
+    ) -> Result<Vec<String>, StoreError> {
+        let conn = open(path)?;
+        let mut stmt = conn.prepare(&numbered(sql)).map_err(err)?;
+        let rows = stmt
+            .query_map(params_from_iter(bind(args)), |r| r.get::<_, String>(0))
+            .map_err(err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        Ok(rows)
+    }
+
     pub(super) fn read(
         path: PathBuf,
         plan: Arc<ExportPlan>,
         rtype: ResourceType,
         out: mpsc::Sender<Result<ExportItem, StoreError>>,
     ) -> Result<(), StoreError> {
-        let conn = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))
-            .map_err(err)?;
-        conn.execute_batch("PRAGMA cache_size = -65536; BEGIN")
-            .map_err(err)?;
+        let conn = open(&path)?;
         let mut em = Emitter::new(plan.clone(), rtype, out);
         match source(&plan, rtype) {
             Source::Join { sql, args } => {

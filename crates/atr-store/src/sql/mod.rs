@@ -620,6 +620,13 @@ impl Store for SqlStore {
         export_read::plan(&self.pool, scope).await
     }
 
+    async fn export_providers(
+        &self,
+        scope: &crate::ExportScope,
+    ) -> Result<std::collections::BTreeMap<ResourceType, Vec<String>>, StoreError> {
+        export_read::providers(&self.pool, scope).await
+    }
+
     fn export_resources(
         &self,
         plan: std::sync::Arc<crate::ExportPlan>,

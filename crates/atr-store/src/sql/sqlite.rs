@@ -48,7 +48,9 @@ async fn connect_with(options: SqliteConnectOptions) -> Result<sqlx::SqlitePool,
         // NORMAL in WAL mode loses at most the last transactions on power loss, never consistency.
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(30))
-        .pragma("cache_size", "-65536")
+        // 16 MB of page cache per pooled connection (8 of them): the file's pages stay in the OS
+        // cache anyway, and a server's memory must not grow with the lists it has read.
+        .pragma("cache_size", "-16384")
         .pragma("temp_store", "memory")
         .statement_cache_capacity(256);
     let pool = SqlitePoolOptions::new()
