@@ -6,10 +6,12 @@
 //! Everything runs as a user would: `atr synth`, `atr load`, `atr keygen`, `atr clients add`,
 //! `atr token` and `atr serve` as child processes, HTTP from here.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -105,10 +107,13 @@ impl Server {
             "private_jwks": private_jwks,
         });
         std::fs::write(&creds, doc.to_string()).expect("write credentials");
-        let out = run(Command::new(ATR)
-            .arg("token")
-            .arg("--credentials")
-            .arg(&creds));
+        let out = common::run(
+            TIMEOUT,
+            Command::new(ATR)
+                .arg("token")
+                .arg("--credentials")
+                .arg(&creds),
+        );
         assert!(out.status.success(), "atr token: {}", out.stderr);
         out.stdout.trim().to_string()
     }
@@ -123,54 +128,8 @@ impl Drop for Server {
 
 const CLIENT_ID: &str = "export-kill-admin";
 
-struct Output {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs a command to completion, killing it after [`TIMEOUT`].
-fn run(cmd: &mut Command) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = r.read_to_end(&mut buf);
-            String::from_utf8_lossy(&buf).into_owned()
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().expect("stdout")));
-    let stderr = drain(Box::new(child.stderr.take().expect("stderr")));
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if started.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{cmd:?} still running after {TIMEOUT:?}\nstdout:\n{}\nstderr:\n{}",
-                stdout.join().unwrap_or_default(),
-                stderr.join().unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: stdout.join().expect("stdout"),
-        stderr: stderr.join().expect("stderr"),
-    }
-}
-
 fn atr_ok(args: &[&str]) -> String {
-    let out = run(Command::new(ATR).args(args));
+    let out = common::run(TIMEOUT, Command::new(ATR).args(args));
     assert!(out.status.success(), "atr {args:?}: {}", out.stderr);
     out.stdout
 }

@@ -5,12 +5,14 @@
 //! `smart-fetch` must be on `PATH` (`.ci/run` installs it). Without it the tests print why they skip;
 //! with `CI` set they fail instead.
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const ATR: &str = env!("CARGO_BIN_EXE_atr");
 const SMART_FETCH: &str = "smart-fetch";
@@ -66,10 +68,13 @@ impl Server {
 
     /// An access token for the demo Consumer (`atr token`, scope `system/*.read`).
     fn token(&self) -> String {
-        let out = run(Command::new(ATR)
-            .arg("token")
-            .arg("--credentials")
-            .arg(self.credentials()));
+        let out = common::run(
+            TIMEOUT,
+            Command::new(ATR)
+                .arg("token")
+                .arg("--credentials")
+                .arg(self.credentials()),
+        );
         assert!(out.status.success(), "atr token: {}", out.stderr);
         out.stdout.trim().to_string()
     }
@@ -79,52 +84,6 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-struct Output {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs a command to completion, killing it after [`TIMEOUT`].
-fn run(cmd: &mut Command) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = r.read_to_end(&mut buf);
-            String::from_utf8_lossy(&buf).into_owned()
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().expect("stdout")));
-    let stderr = drain(Box::new(child.stderr.take().expect("stderr")));
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if started.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{cmd:?} still running after {TIMEOUT:?}\nstdout:\n{}\nstderr:\n{}",
-                stdout.join().unwrap_or_default(),
-                stderr.join().unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    Output {
-        status,
-        stdout: stdout.join().expect("stdout"),
-        stderr: stderr.join().expect("stderr"),
     }
 }
 
@@ -265,7 +224,7 @@ async fn export_list_1_with_smart_fetch(test: &str, auth: Auth) {
         }
     }
     cmd.arg(&out_dir);
-    let out = run(&mut cmd);
+    let out = common::run(TIMEOUT, &mut cmd);
     let log = std::fs::read_to_string(out_dir.join("log.ndjson")).unwrap_or_default();
     assert!(
         out.status.success(),
