@@ -234,6 +234,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             );
         }
         drop(child);
+        if dialect == "postgres" {
+            atr_store::SqlStore::drop_postgres_schema(&args.postgres, &schema).await?;
+        }
     }
     // The gate's own cost: verifying an access token and finding its client, per request.
     let (median, p99) = gate_latency(&dir).await?;

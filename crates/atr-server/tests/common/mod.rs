@@ -105,6 +105,7 @@ pub async fn spawn_apps_with(edit: fn(&mut ServerConfig)) -> Vec<TestApp> {
         .await
         .expect("sqlite");
     let mut apps = vec![spawn(Arc::new(sqlite), dir, edit).await];
+    drop_stale_test_schemas().await;
     let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
     match SqlStore::open_postgres(PG_URL, Some(&schema)).await {
         Ok(pg) => {
@@ -303,4 +304,29 @@ pub async fn npi_of(app: &TestApp, org: &str) -> String {
         .and_then(|i| i["value"].as_str())
         .expect("npi")
         .to_string()
+}
+
+/// Drops the `t_<uuid v7>` schemas of test runs more than an hour old (each run makes fresh ones;
+/// without this PostgreSQL would keep every test's data forever). Once per test process.
+async fn drop_stale_test_schemas() {
+    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if DONE.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
+    let Ok(names) = SqlStore::postgres_schemas(PG_URL, "t_").await else {
+        return;
+    };
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for name in names {
+        let made = uuid::Uuid::parse_str(&name[2..])
+            .ok()
+            .and_then(|u| u.get_timestamp())
+            .map(|t| {
+                let (secs, nanos) = t.to_unix();
+                std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos)
+            });
+        if made.is_some_and(|m| m < hour_ago) {
+            let _ = SqlStore::drop_postgres_schema(PG_URL, &name).await;
+        }
+    }
 }

@@ -71,6 +71,37 @@ impl SqlStore {
         Ok(SqlStore { pool })
     }
 
+    /// The PostgreSQL schemas whose names start with `prefix` (tests and benchmarks make one each).
+    pub async fn postgres_schemas(url: &str, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(url)
+            .await?;
+        let names: Vec<(String,)> =
+            sqlx::query_as("SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname, $1)")
+                .bind(prefix)
+                .fetch_all(&pool)
+                .await?;
+        pool.close().await;
+        Ok(names.into_iter().map(|(n,)| n).collect())
+    }
+
+    /// Drops a PostgreSQL schema and everything in it.
+    pub async fn drop_postgres_schema(url: &str, schema: &str) -> Result<(), StoreError> {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(url)
+            .await?;
+        let quoted = schema.replace('"', "\"\"");
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS \"{quoted}\" CASCADE"
+        )))
+        .execute(&pool)
+        .await?;
+        pool.close().await;
+        Ok(())
+    }
+
     /// Closes the pool (tests drop schemas after this).
     pub async fn close(&self) {
         match &self.pool {

@@ -17,6 +17,7 @@ pub async fn stores() -> Vec<(Arc<dyn Store>, tempfile::TempDir)> {
         .await
         .expect("open sqlite");
     let mut out: Vec<(Arc<dyn Store>, tempfile::TempDir)> = vec![(Arc::new(sqlite), dir)];
+    drop_stale_test_schemas().await;
     let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
     match SqlStore::open_postgres(PG_URL, Some(&schema)).await {
         Ok(pg) => out.push((Arc::new(pg), tempfile::tempdir().expect("temp dir"))),
@@ -59,5 +60,30 @@ pub fn write_of(text: &str, mode: WriteMode) -> ResourceWrite {
         mode,
         expected_version: None,
         prestamped: None,
+    }
+}
+
+/// Drops the `t_<uuid v7>` schemas of test runs more than an hour old (each run makes fresh ones;
+/// without this PostgreSQL would keep every test's data forever). Once per test process.
+async fn drop_stale_test_schemas() {
+    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if DONE.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
+    let Ok(names) = SqlStore::postgres_schemas(PG_URL, "t_").await else {
+        return;
+    };
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for name in names {
+        let made = uuid::Uuid::parse_str(&name[2..])
+            .ok()
+            .and_then(|u| u.get_timestamp())
+            .map(|t| {
+                let (secs, nanos) = t.to_unix();
+                std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos)
+            });
+        if made.is_some_and(|m| m < hour_ago) {
+            let _ = SqlStore::drop_postgres_schema(PG_URL, &name).await;
+        }
     }
 }
