@@ -541,6 +541,14 @@ async fn since_exports_changes_and_everything_about_members_who_joined_after_it(
             .expect("a patient to add")
             .to_string();
         let changed = on.iter().next().expect("a member").clone();
+        // A Coverage a member entry references, deleted after _since.
+        let gone = g["member"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find_map(|m| ext_ref(m, "ext-coverageReference"))
+            .expect("a coverage");
+        let (_, before) = app.get_json(&changed).await;
 
         tokio::time::sleep(Duration::from_millis(20)).await;
         let since = atr_model::instant::fhir_instant(atr_model::instant::now_micros());
@@ -560,6 +568,13 @@ async fn since_exports_changes_and_everything_about_members_who_joined_after_it(
         let (_, mut p) = app.get_json(&changed).await;
         p["birthDate"] = json!("1970-01-02");
         assert!(app.put(&changed, &p).await.status().is_success());
+        let r = app
+            .client
+            .delete(app.url(&gone))
+            .send()
+            .await
+            .expect("delete");
+        assert!(r.status().is_success());
 
         let q = since.replace('+', "%2B");
         let location = started(
@@ -581,6 +596,45 @@ async fn since_exports_changes_and_everything_about_members_who_joined_after_it(
         let covs = ids_of(&lines, "Coverage");
         assert_eq!(covs.len(), 1, "{covs:?}");
         assert_eq!(ids_of(&lines, "Group").len(), 1);
+        // The Coverage deleted after _since is in the deleted file, not in the output.
+        let deleted = m["deleted"].as_array().expect("deleted files");
+        assert_eq!(deleted.len(), 1, "{m}");
+        let text = http
+            .get(deleted[0]["url"].as_str().expect("url"))
+            .send()
+            .await
+            .expect("deleted file")
+            .text()
+            .await
+            .expect("text");
+        let bundle: Value = serde_json::from_str(text.trim()).expect("one Bundle line");
+        assert_eq!(bundle["entry"][0]["request"]["method"], "DELETE");
+        assert_eq!(bundle["entry"][0]["request"]["url"], gone.as_str());
+
+        // _until moves the snapshot back: the list before the addition, the Patient before its
+        // change, nothing updated after it.
+        let location = started(
+            &app,
+            &http,
+            &format!("Group/list-9/$davinci-data-export?_until={q}"),
+        )
+        .await;
+        let m = manifest(&http, &location).await;
+        assert_eq!(m["transactionTime"].as_str(), Some(since.as_str()));
+        let lines = download(&http, &m).await;
+        let patients: BTreeSet<String> = ids_of(&lines, "Patient").into_iter().collect();
+        assert_eq!(patients, on.iter().cloned().collect(), "{}", app.dialect);
+        let (_, old) = lines
+            .iter()
+            .find(|(t, v)| {
+                t == "Patient" && format!("Patient/{}", v["id"].as_str().unwrap_or("")) == changed
+            })
+            .expect("the changed patient");
+        assert_eq!(old["birthDate"], before["birthDate"]);
+        for (_, v) in &lines {
+            let lu = v["meta"]["lastUpdated"].as_str().expect("lastUpdated");
+            assert!(lu <= since.as_str(), "{lu} after {since}");
+        }
     }
 }
 
@@ -779,5 +833,19 @@ async fn expired_exports_answer_404() {
             .await
             .expect("poll");
         assert_eq!(r.status(), 404);
+        // The cleaner removes the expired job's files and row.
+        let job = location.rsplit('/').next().expect("job").to_string();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let row = app.store.export_job(&job).await.expect("job");
+            if row.is_none() && !app.export_dir.join(&job).exists() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "expired job {job} not cleaned up"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 }
