@@ -324,6 +324,11 @@ async fn kick_off_rejects_bad_requests_with_operation_outcomes() {
                 "status",
             ),
             ("Group/list-1/$export?bogus=1", 400, "bogus"),
+            (
+                "Group/list-1/$export?patient=Patient/x&_until=2020-01-01T00:00:00Z",
+                400,
+                "_until",
+            ),
             ("Group/nope/$export", 404, "nope"),
             ("Group/list-2/$export", 404, "list-2"),
         ];

@@ -345,6 +345,14 @@ fn parse_kick_off(
     {
         return Err(ApiError::bad_param("_until", "_until is before _since"));
     }
+    if until.is_some() && !patients.is_empty() {
+        // A member subset is resolved on the list as it is now; an older snapshot would need
+        // each patient's rows at that version.
+        return Err(ApiError::bad_param(
+            "patient",
+            "patient cannot be combined with _until on this server: export the members at _until without patient, or the current list with patient",
+        ));
+    }
     if patients.len() > MAX_PATIENTS {
         return Err(ApiError::bad_param(
             "patient",
