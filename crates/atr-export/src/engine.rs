@@ -132,10 +132,6 @@ impl Exporter {
         }
     }
 
-    pub fn config(&self) -> &ExportConfig {
-        &self.config
-    }
-
     pub fn files(&self) -> &LocalFiles {
         &self.files
     }
@@ -319,11 +315,9 @@ impl Exporter {
                     .await
             }
         };
-        match finished {
-            Ok(true) => {}
-            // Cancelled or taken over meanwhile: whoever holds it now owns the files.
-            Ok(false) => {}
-            Err(e) => tracing::warn!(job = %job.id, error = %e, "recording export outcome"),
+        // `Ok(false)`: cancelled or taken over meanwhile; whoever holds it now owns the files.
+        if let Err(e) = finished {
+            tracing::warn!(job = %job.id, error = %e, "recording export outcome");
         }
     }
 

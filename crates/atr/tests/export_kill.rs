@@ -8,16 +8,15 @@
 
 mod common;
 
+use common::{ATR, Server};
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const ATR: &str = env!("CARGO_BIN_EXE_atr");
 /// No child command, server start or HTTP request of this test may take longer than this.
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the restarted server may take to finish the job it took over.
@@ -30,100 +29,41 @@ const MEMBERS: &str = "14000";
 /// Export files are split at 1 MiB, so each type has several files and a dead run leaves many.
 const FILE_MB: &str = "1";
 
-/// `atr serve` on a free port, killed on drop. Its log is kept for failure messages.
-struct Server {
-    child: Child,
-    base: String,
-    log: Arc<Mutex<Vec<String>>>,
+/// An access token of the test's admin client (`atr token` with a credentials file for this
+/// server's token URL).
+fn start_server(data_dir: &Path) -> Server {
+    let lease = LEASE_SECS.to_string();
+    Server::start(
+        &[
+            "--data-dir".as_ref(),
+            data_dir.as_os_str(),
+            "--export-lease-secs".as_ref(),
+            lease.as_ref(),
+            "--export-file-mb".as_ref(),
+            FILE_MB.as_ref(),
+        ],
+        TIMEOUT,
+    )
 }
 
-impl Server {
-    fn start(data_dir: &Path) -> Server {
-        let mut child = Command::new(ATR)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(["--export-lease-secs", &LEASE_SECS.to_string()])
-            .args(["--export-file-mb", FILE_MB])
-            .env("ATR_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn atr serve");
-        let stderr = child.stderr.take().expect("server stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        // Read the base URL, then keep draining the log so a full pipe never stalls the server.
-        let keep = log.clone();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.split("serving FHIR at ").nth(1)
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
-                }
-                keep.lock().unwrap_or_else(|p| p.into_inner()).push(line);
-            }
-        });
-        let mut server = Server {
-            child,
-            base: String::new(),
-            log,
-        };
-        server.base = rx.recv_timeout(TIMEOUT).unwrap_or_else(|_| {
-            panic!(
-                "atr serve did not print `serving FHIR at <url>`:\n{}",
-                server.log()
-            )
-        });
-        assert!(server.base.starts_with("http://"), "base: {}", server.base);
-        server
-    }
-
-    /// SIGKILL (`Child::kill`), then reaped.
-    fn kill_9(&mut self) {
-        self.child.kill().expect("kill -9 atr serve");
-        let status = self.child.wait().expect("wait for the killed server");
-        assert!(!status.success(), "the server exited on its own: {status}");
-    }
-
-    fn log(&self) -> String {
-        self.log
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .join("\n")
-    }
-
-    /// An access token of the test's admin client (`atr token` with a credentials file for this
-    /// server's token URL).
-    fn token(&self, dir: &Path, private_jwks: &Value) -> String {
-        let creds = dir.join("credentials.json");
-        let doc = serde_json::json!({
-            "client_id": CLIENT_ID,
-            "token_url": atr_server::token_url_for(&self.base),
-            "fhir_base_url": self.base,
-            "private_jwks": private_jwks,
-        });
-        std::fs::write(&creds, doc.to_string()).expect("write credentials");
-        let out = common::run(
-            TIMEOUT,
-            Command::new(ATR)
-                .arg("token")
-                .arg("--credentials")
-                .arg(&creds),
-        );
-        assert!(out.status.success(), "atr token: {}", out.stderr);
-        out.stdout.trim().to_string()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn admin_token(server: &Server, dir: &Path, private_jwks: &Value) -> String {
+    let creds = dir.join("credentials.json");
+    let doc = serde_json::json!({
+        "client_id": CLIENT_ID,
+        "token_url": atr_server::token_url_for(&server.base),
+        "fhir_base_url": server.base,
+        "private_jwks": private_jwks,
+    });
+    std::fs::write(&creds, doc.to_string()).expect("write credentials");
+    let out = common::run(
+        TIMEOUT,
+        Command::new(ATR)
+            .arg("token")
+            .arg("--credentials")
+            .arg(&creds),
+    );
+    assert!(out.status.success(), "atr token: {}", out.stderr);
+    out.stdout.trim().to_string()
 }
 
 const CLIENT_ID: &str = "export-kill-admin";
@@ -373,9 +313,9 @@ async fn export_survives_kill_9_of_the_server_mid_export() {
     let prepared = started.elapsed();
 
     // The first server; the largest list.
-    let mut first = Server::start(&data);
+    let mut first = start_server(&data);
     let client = http();
-    let token = first.token(dir, &private_jwks);
+    let token = admin_token(&first, dir, &private_jwks);
     let groups = get_json(
         &client,
         &format!("{}/Group?_summary=true", first.base),
@@ -456,8 +396,8 @@ async fn export_survives_kill_9_of_the_server_mid_export() {
     );
 
     // A new server on the same data takes the job over when the lease has run out.
-    let second = Server::start(&data);
-    let token = second.token(dir, &private_jwks);
+    let second = start_server(&data);
+    let token = admin_token(&second, dir, &private_jwks);
     let status_url = format!("{}/bulkstatus/{job}", second.base);
     let mut after = Vec::new();
     let manifest = loop {

@@ -7,59 +7,36 @@
 
 mod common;
 
+use common::{ATR, Server};
+
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const ATR: &str = env!("CARGO_BIN_EXE_atr");
 const SMART_FETCH: &str = "smart-fetch";
 /// No child process of these tests may run longer than this.
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-/// `atr serve --demo` on a free port, killed on drop.
-struct Server {
-    child: Child,
-    base: String,
+/// `atr serve --demo` on a free port (killed on drop), with its data directory.
+struct DemoServer {
+    server: Server,
     data_dir: PathBuf,
 }
 
-impl Server {
-    fn start(data_dir: &Path) -> Server {
-        let mut child = Command::new(ATR)
-            .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("ATR_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn atr serve");
-        let stderr = child.stderr.take().expect("server stderr");
-        let (tx, rx) = mpsc::channel();
-        // Read the base URL, then keep draining the log so a full pipe never stalls the server.
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.split("serving FHIR at ").nth(1)
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
-                }
-            }
-        });
-        let mut server = Server {
-            child,
-            base: String::new(),
+impl DemoServer {
+    fn start(data_dir: &Path) -> DemoServer {
+        DemoServer {
+            server: Server::start(
+                &[
+                    "--demo".as_ref(),
+                    "--data-dir".as_ref(),
+                    data_dir.as_os_str(),
+                ],
+                TIMEOUT,
+            ),
             data_dir: data_dir.to_path_buf(),
-        };
-        server.base = rx
-            .recv_timeout(TIMEOUT)
-            .expect("atr serve --demo did not print `serving FHIR at <url>`");
-        assert!(server.base.starts_with("http://"), "base: {}", server.base);
-        server
+        }
     }
 
     fn credentials(&self) -> PathBuf {
@@ -77,13 +54,6 @@ impl Server {
         );
         assert!(out.status.success(), "atr token: {}", out.stderr);
         out.stdout.trim().to_string()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -111,9 +81,9 @@ fn smart_fetch_available(test: &str) -> bool {
 }
 
 /// The ids of the Patients that are members of `Group/{id}`, read from the server.
-async fn group_patient_ids(server: &Server, token: &str, id: &str) -> BTreeSet<String> {
+async fn group_patient_ids(server: &DemoServer, token: &str, id: &str) -> BTreeSet<String> {
     let group: serde_json::Value = reqwest::Client::new()
-        .get(format!("{}/Group/{id}", server.base))
+        .get(format!("{}/Group/{id}", server.server.base))
         .bearer_auth(token)
         .header("Accept", "application/fhir+json")
         .timeout(TIMEOUT)
@@ -180,7 +150,7 @@ async fn export_list_1_with_smart_fetch(test: &str, auth: Auth) {
         return;
     }
     let dir = tempfile::tempdir().expect("tmp");
-    let server = Server::start(&dir.path().join("data"));
+    let server = DemoServer::start(&dir.path().join("data"));
     let doc: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(server.credentials()).expect("demo-client.json"),
     )
@@ -189,7 +159,7 @@ async fn export_list_1_with_smart_fetch(test: &str, auth: Auth) {
 
     let mut cmd = Command::new(SMART_FETCH);
     cmd.arg("bulk")
-        .args(["--fhir-url", &server.base])
+        .args(["--fhir-url", &server.server.base])
         .args(["--group", "list-1"])
         .args(["--type", "Patient"])
         .arg("--no-default-filters")

@@ -86,6 +86,29 @@ impl SqlStore {
         Ok(names.into_iter().map(|(n,)| n).collect())
     }
 
+    /// Drops the schemas named `prefix` + a UUID v7 (`simple` form) made more than `max_age` ago:
+    /// tests and benchmarks make a fresh schema each and would otherwise leave them forever.
+    /// Returns how many were dropped.
+    pub async fn drop_stale_postgres_schemas(
+        url: &str,
+        prefix: &str,
+        max_age: std::time::Duration,
+    ) -> Result<usize, StoreError> {
+        let cutoff = now_micros() / 1000 - max_age.as_millis() as i64;
+        let mut dropped = 0;
+        for name in Self::postgres_schemas(url, prefix).await? {
+            // A UUID v7 begins with its creation time: 48 bits of Unix milliseconds.
+            let made = name
+                .get(prefix.len()..prefix.len() + 12)
+                .and_then(|hex| i64::from_str_radix(hex, 16).ok());
+            if made.is_some_and(|ms| ms < cutoff) {
+                Self::drop_postgres_schema(url, &name).await?;
+                dropped += 1;
+            }
+        }
+        Ok(dropped)
+    }
+
     /// Drops a PostgreSQL schema and everything in it.
     pub async fn drop_postgres_schema(url: &str, schema: &str) -> Result<(), StoreError> {
         let pool = sqlx::postgres::PgPoolOptions::new()

@@ -63,27 +63,12 @@ pub fn write_of(text: &str, mode: WriteMode) -> ResourceWrite {
     }
 }
 
-/// Drops the `t_<uuid v7>` schemas of test runs more than an hour old (each run makes fresh ones;
-/// without this PostgreSQL would keep every test's data forever). Once per test process.
+/// Drops the `t_<uuid v7>` schemas of test runs more than an hour old (each run makes fresh ones).
+/// Once per test process.
 async fn drop_stale_test_schemas() {
     static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if DONE.swap(true, std::sync::atomic::Ordering::SeqCst) {
-        return;
-    }
-    let Ok(names) = SqlStore::postgres_schemas(PG_URL, "t_").await else {
-        return;
-    };
-    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
-    for name in names {
-        let made = uuid::Uuid::parse_str(&name[2..])
-            .ok()
-            .and_then(|u| u.get_timestamp())
-            .map(|t| {
-                let (secs, nanos) = t.to_unix();
-                std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos)
-            });
-        if made.is_some_and(|m| m < hour_ago) {
-            let _ = SqlStore::drop_postgres_schema(PG_URL, &name).await;
-        }
+    if !DONE.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        let hour = std::time::Duration::from_secs(3600);
+        let _ = SqlStore::drop_stale_postgres_schemas(PG_URL, "t_", hour).await;
     }
 }

@@ -1,8 +1,87 @@
-//! What the process-level tests share: running `atr` and other commands with a time limit.
+//! What the process-level tests share: running `atr` and other commands with a time limit, and
+//! `atr serve` as a child process.
 
-use std::io::Read;
-use std::process::{Command, ExitStatus, Stdio};
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
+
+pub const ATR: &str = env!("CARGO_BIN_EXE_atr");
+
+/// `atr serve --listen 127.0.0.1:0 ARGS…`, killed on drop. Its log is kept for failure messages.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Starts the server and waits (at most `timeout`) for the base URL it prints.
+    pub fn start(args: &[&std::ffi::OsStr], timeout: Duration) -> Server {
+        let mut child = Command::new(ATR)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("ATR_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn atr serve");
+        let stderr = child.stderr.take().expect("server stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        // Read the base URL, then keep draining the log so a full pipe never stalls the server.
+        let keep = log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("serving FHIR at ").nth(1)
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+                }
+                keep.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
+        let mut server = Server {
+            child,
+            base: String::new(),
+            log,
+        };
+        server.base = rx.recv_timeout(timeout).unwrap_or_else(|_| {
+            panic!(
+                "atr serve did not print `serving FHIR at <url>`:\n{}",
+                server.log()
+            )
+        });
+        assert!(server.base.starts_with("http://"), "base: {}", server.base);
+        server
+    }
+
+    /// SIGKILL (`Child::kill`), then reaped.
+    pub fn kill_9(&mut self) {
+        self.child.kill().expect("kill -9 atr serve");
+        let status = self.child.wait().expect("wait for the killed server");
+        assert!(!status.success(), "the server exited on its own: {status}");
+    }
+
+    pub fn log(&self) -> String {
+        self.log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .join("\n")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
 
 pub struct Output {
     pub status: ExitStatus,
