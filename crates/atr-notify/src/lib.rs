@@ -1,0 +1,12 @@
+//! `atr-list-change` Subscriptions, as the R4 Subscriptions Backport shapes them.
+//!
+//! [`subscription`] reads a Subscription resource into a [`ListSubscription`] (or every reason it
+//! cannot be accepted, each with its FHIRPath). Delivery (outbox, rest-hook, handshake and
+//! heartbeat) is to come beside it. This crate knows no HTTP server, no SQL and no access
+//! policy: whether the caller may see the Group is the server's question (the IG answers 401).
+
+pub mod subscription;
+
+pub use subscription::{
+    EndpointPolicy, ListSubscription, PayloadContent, SubscriptionStatus, TOPIC_ATR_LIST_CHANGE,
+};
