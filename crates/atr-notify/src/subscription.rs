@@ -249,13 +249,20 @@ impl ListSubscription {
     }
 }
 
+/// The Backport extensions called `name` on an element (its `extension` array).
 fn extensions<'a>(
     element: Option<&'a Value>,
     name: &'a str,
 ) -> impl Iterator<Item = &'a Map<String, Value>> + 'a {
-    element
-        .and_then(|e| e.get("extension"))
-        .and_then(Value::as_array)
+    backport_extensions(element.and_then(|e| e.get("extension")), name)
+}
+
+/// The Backport extensions called `name` in an `extension` array.
+fn backport_extensions<'a>(
+    list: Option<&'a Value>,
+    name: &'a str,
+) -> impl Iterator<Item = &'a Map<String, Value>> + 'a {
+    list.and_then(Value::as_array)
         .into_iter()
         .flatten()
         .filter_map(Value::as_object)
@@ -493,7 +500,7 @@ fn unsigned_extension(
     positive: bool,
     issues: &mut Vec<Issue>,
 ) -> Option<u32> {
-    let ext = channel_extensions(channel, name).next()?;
+    let ext = backport_extensions(channel.get("extension"), name).next()?;
     let at = format!("Subscription.channel.extension('{name}')");
     let value = ext
         .get("valueUnsignedInt")
@@ -517,23 +524,4 @@ fn unsigned_extension(
             None
         }
     }
-}
-
-/// Extensions directly on `channel` (it is a map here, not a `Value`).
-fn channel_extensions<'a>(
-    channel: &'a Map<String, Value>,
-    name: &'a str,
-) -> impl Iterator<Item = &'a Map<String, Value>> + 'a {
-    channel
-        .get("extension")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_object)
-        .filter(move |e| {
-            e.get("url")
-                .and_then(Value::as_str)
-                .and_then(|u| u.strip_prefix(BACKPORT))
-                == Some(name)
-        })
 }
