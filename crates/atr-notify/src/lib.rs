@@ -1,12 +1,14 @@
 //! `atr-list-change` Subscriptions, as the R4 Subscriptions Backport shapes them.
 //!
 //! [`subscription`] reads a Subscription resource into a [`ListSubscription`] (or every reason it
-//! cannot be accepted, each with its FHIRPath). Delivery (outbox, rest-hook, handshake and
-//! heartbeat) is to come beside it. This crate knows no HTTP server, no SQL and no access
+//! cannot be accepted, each with its FHIRPath); [`notification`] builds the `history` Bundles a
+//! rest-hook endpoint receives. Delivery (outbox worker, retries) is to come beside them. This crate knows no HTTP server, no SQL and no access
 //! policy: whether the caller may see the Group is the server's question (the IG answers 401).
 
+pub mod notification;
 pub mod subscription;
 
+pub use notification::{ListChangeEvent, Notification, NotificationKind};
 pub use subscription::{
     EndpointPolicy, ListSubscription, PayloadContent, SubscriptionStatus, TOPIC_ATR_LIST_CHANGE,
 };
