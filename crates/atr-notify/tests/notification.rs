@@ -80,7 +80,7 @@ fn id_only_event_notification_carries_numbers_and_focus_but_no_resource() {
     );
     assert_eq!(
         ev[0]["part"][2]["valueReference"]["reference"],
-        format!("{BASE}/Group/list-1")
+        "Group/list-1"
     );
     for e in &entries[1..] {
         assert!(e.get("resource").is_none(), "id-only never carries content");
