@@ -2,8 +2,10 @@
 //!
 //! [`subscription`] reads a Subscription resource into a [`ListSubscription`] (or every reason it
 //! cannot be accepted, each with its FHIRPath); [`notification`] builds the `history` Bundles a
-//! rest-hook endpoint receives. Delivery (outbox worker, retries) is to come beside them. This crate knows no HTTP server, no SQL and no access
-//! policy: whether the caller may see the Group is the server's question (the IG answers 401).
+//! rest-hook endpoint receives. Delivery (outbox worker, retries) is to come beside them.
+//!
+//! This crate knows no HTTP server, no SQL and no access policy: whether the caller may see the
+//! Group is the server's question (the IG answers 401).
 
 pub mod notification;
 pub mod subscription;
