@@ -1048,7 +1048,7 @@ fn days_in_month(year: u32, month: u32) -> u32 {
 }
 
 /// The extensions of `element` with this `url`.
-fn extensions<'a>(element: &'a Value, url: &str) -> Vec<&'a Value> {
+pub fn extensions<'a>(element: &'a Value, url: &str) -> Vec<&'a Value> {
     element
         .get("extension")
         .and_then(Value::as_array)

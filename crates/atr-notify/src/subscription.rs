@@ -168,12 +168,13 @@ impl ListSubscription {
 
         let group_id = filter_group(obj, &mut issues);
 
-        let channel = obj.get("channel").and_then(Value::as_object);
-        if channel.is_none() {
+        let channel = obj
+            .get("channel")
+            .filter(|c| c.is_object())
+            .unwrap_or(&Value::Null);
+        if channel.is_null() {
             issues.push(Issue::error("required", "channel is required").at("Subscription.channel"));
         }
-        let empty = Map::new();
-        let channel = channel.unwrap_or(&empty);
 
         match channel.get("type").and_then(Value::as_str) {
             Some("rest-hook") => {}
@@ -249,29 +250,11 @@ impl ListSubscription {
     }
 }
 
-/// The Backport extensions called `name` on an element (its `extension` array).
-fn extensions<'a>(
-    element: Option<&'a Value>,
-    name: &'a str,
-) -> impl Iterator<Item = &'a Map<String, Value>> + 'a {
-    backport_extensions(element.and_then(|e| e.get("extension")), name)
-}
-
-/// The Backport extensions called `name` in an `extension` array.
-fn backport_extensions<'a>(
-    list: Option<&'a Value>,
-    name: &'a str,
-) -> impl Iterator<Item = &'a Map<String, Value>> + 'a {
-    list.and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_object)
-        .filter(move |e| {
-            e.get("url")
-                .and_then(Value::as_str)
-                .and_then(|u| u.strip_prefix(BACKPORT))
-                == Some(name)
-        })
+/// The Backport extensions called `name` on an element, if there is the element.
+fn extensions<'a>(element: Option<&'a Value>, name: &str) -> Vec<&'a Value> {
+    element
+        .map(|e| atr_model::validate::extensions(e, &format!("{BACKPORT}{name}")))
+        .unwrap_or_default()
 }
 
 /// The Group a filter names: `Group/{id}` (the IG's example), `Group?_id={id}` or `Group?id={id}`
@@ -292,7 +275,7 @@ pub fn parse_group_filter(filter: &str) -> Option<String> {
 }
 
 fn filter_group(obj: &Map<String, Value>, issues: &mut Vec<Issue>) -> Option<String> {
-    let filters: Vec<_> = extensions(obj.get("_criteria"), EXT_FILTER).collect();
+    let filters = extensions(obj.get("_criteria"), EXT_FILTER);
     let at = "Subscription.criteria.extension('backport-filter-criteria')";
     match filters.as_slice() {
         [] => {
@@ -337,11 +320,7 @@ fn filter_group(obj: &Map<String, Value>, issues: &mut Vec<Issue>) -> Option<Str
     }
 }
 
-fn endpoint(
-    channel: &Map<String, Value>,
-    policy: EndpointPolicy,
-    issues: &mut Vec<Issue>,
-) -> Option<Url> {
+fn endpoint(channel: &Value, policy: EndpointPolicy, issues: &mut Vec<Issue>) -> Option<Url> {
     let at = "Subscription.channel.endpoint";
     let Some(text) = channel.get("endpoint").and_then(Value::as_str) else {
         issues.push(Issue::error("required", "channel.endpoint is required for rest-hook").at(at));
@@ -396,12 +375,10 @@ fn endpoint(
     Some(url)
 }
 
-fn payload_content(
-    channel: &Map<String, Value>,
-    issues: &mut Vec<Issue>,
-) -> Option<PayloadContent> {
+fn payload_content(channel: &Value, issues: &mut Vec<Issue>) -> Option<PayloadContent> {
     let at = "Subscription.channel.payload.extension('backport-payload-content')";
     let codes: Vec<_> = extensions(channel.get("_payload"), EXT_PAYLOAD)
+        .into_iter()
         .map(|e| e.get("valueCode").and_then(Value::as_str))
         .collect();
     match codes.as_slice() {
@@ -447,7 +424,7 @@ fn payload_content(
     }
 }
 
-fn channel_headers(channel: &Map<String, Value>, issues: &mut Vec<Issue>) -> Vec<(String, String)> {
+fn channel_headers(channel: &Value, issues: &mut Vec<Issue>) -> Vec<(String, String)> {
     let mut headers = Vec::new();
     let Some(list) = channel.get("header") else {
         return headers;
@@ -495,12 +472,12 @@ fn channel_headers(channel: &Map<String, Value>, issues: &mut Vec<Issue>) -> Vec
 }
 
 fn unsigned_extension(
-    channel: &Map<String, Value>,
+    channel: &Value,
     name: &str,
     positive: bool,
     issues: &mut Vec<Issue>,
 ) -> Option<u32> {
-    let ext = backport_extensions(channel.get("extension"), name).next()?;
+    let ext = *extensions(Some(channel), name).first()?;
     let at = format!("Subscription.channel.extension('{name}')");
     let value = ext
         .get("valueUnsignedInt")
