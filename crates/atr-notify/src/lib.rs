@@ -2,14 +2,18 @@
 //!
 //! [`subscription`] reads a Subscription resource into a [`ListSubscription`] (or every reason it
 //! cannot be accepted, each with its FHIRPath); [`notification`] builds the `history` Bundles a
-//! rest-hook endpoint receives. Delivery (outbox worker, retries) is to come beside them.
+//! rest-hook endpoint receives; [`delivery`] sends them from the store's outbox, under leases,
+//! with retries.
 //!
 //! This crate knows no HTTP server, no SQL and no access policy: whether the caller may see the
-//! Group is the server's question (the IG answers 401).
+//! Group is the server's question (the IG answers 401), and the outbox rows are written by the
+//! store in the transaction that makes each Group version.
 
+pub mod delivery;
 pub mod notification;
 pub mod subscription;
 
+pub use delivery::{Notifier, NotifyConfig};
 pub use notification::{ListChangeEvent, Notification, NotificationKind};
 pub use subscription::{
     EndpointPolicy, ListSubscription, PayloadContent, SubscriptionStatus, TOPIC_ATR_LIST_CHANGE,

@@ -38,6 +38,7 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     pub auth: AuthConfig,
     pub export: atr_export::ExportConfig,
+    pub notify: atr_notify::NotifyConfig,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +48,7 @@ impl Default for ServerConfig {
             max_body_bytes: 1 << 30,
             auth: AuthConfig::default(),
             export: atr_export::ExportConfig::new("atr-data/exports".into()),
+            notify: atr_notify::NotifyConfig::default(),
         }
     }
 }
@@ -125,11 +127,18 @@ pub async fn state_for(
         Arc::new(|q: &str| routes::export::parse_type_filter(q)),
     ));
     exporter.spawn();
+    let notifier = Arc::new(atr_notify::Notifier::new(
+        store.clone(),
+        &base_url,
+        config.notify.clone(),
+    ));
+    notifier.spawn();
     Ok(AppState {
         store,
         base_url: base_url.into(),
         auth: Arc::new(auth),
         exporter,
+        notifier,
     })
 }
 

@@ -14,4 +14,6 @@ pub struct AppState {
     pub auth: Arc<Authority>,
     /// The bulk export engine (its workers run beside the server).
     pub exporter: Arc<atr_export::Exporter>,
+    /// Subscription delivery (its workers run beside the server).
+    pub notifier: Arc<atr_notify::Notifier>,
 }

@@ -90,9 +90,11 @@ async fn metadata_describes_the_server() {
             "http://hl7.org/fhir/us/davinci-atr/CapabilityStatement/atr-producer"
         );
         let resources = cs["rest"][0]["resource"].as_array().expect("resources");
-        // The eight ATR types, and Provenance (X-Provenance of reconciliation changes).
-        assert_eq!(resources.len(), 9);
+        // The eight ATR types, Provenance (X-Provenance of reconciliation changes) and
+        // Subscription (atr-list-change).
+        assert_eq!(resources.len(), 10);
         assert!(resources.iter().any(|r| r["type"] == "Provenance"));
+        assert!(resources.iter().any(|r| r["type"] == "Subscription"));
         let group = resources
             .iter()
             .find(|r| r["type"] == "Group")

@@ -1,5 +1,6 @@
 //! Storage for `atr`: versioned FHIR resources kept as their JSON bytes, the search indexes beside
-//! them, and Group members as versioned rows.
+//! them, Group members as versioned rows, the durable rows of export jobs, and Subscriptions with
+//! their outbox (each new Group version's events are written in the transaction that makes it).
 //!
 //! [`Store`] is the contract the server programs against. [`SqlStore`] implements it for two SQL
 //! dialects: SQLite (the embedded default, one file in WAL mode) and PostgreSQL (for several
@@ -26,9 +27,10 @@ pub use query::{Access, Clause, Compare, SearchPage, SearchQuery, StringMode, To
 pub use sql::ExportStream;
 pub use sql::SqlStore;
 pub use types::{
-    ClientRecord, ExportAdmission, ExportItem, ExportJob, ExportLimits, ExportPlan, ExportScope,
-    ExportStatus, MemberChange, MemberChangeOutcome, Prestamped, ResourceWrite, StoredResource,
-    TokenKey, VersionInfo, WriteMode, WriteOutcome,
+    ClientRecord, DeliveryResult, ExportAdmission, ExportItem, ExportJob, ExportLimits, ExportPlan,
+    ExportScope, ExportStatus, MemberChange, MemberChangeOutcome, Prestamped, ResourceWrite,
+    StoredResource, SubscriptionEvent, SubscriptionRecord, SubscriptionWrite, TokenKey,
+    VersionInfo, WriteMode, WriteOutcome,
 };
 
 /// Chunks of a Group's `member` array elements, comma-separated, without the brackets.
@@ -236,4 +238,60 @@ pub trait Store: Send + Sync + 'static {
         plan: std::sync::Arc<ExportPlan>,
         rtype: ResourceType,
     ) -> ExportStream;
+
+    /// Stores a new Subscription as `requested` with its handshake pending (or `off`).
+    async fn create_subscription(
+        &self,
+        write: &SubscriptionWrite,
+        now: i64,
+    ) -> Result<SubscriptionRecord, StoreError>;
+
+    async fn subscription(&self, id: &str) -> Result<Option<SubscriptionRecord>, StoreError>;
+
+    /// A client's Subscriptions (everybody's with `None`), by id.
+    async fn subscriptions(
+        &self,
+        client_id: Option<&str>,
+    ) -> Result<Vec<SubscriptionRecord>, StoreError>;
+
+    /// A client's update; `expected_version` is `If-Match`. `Ok(None)` when there is no such
+    /// Subscription. The status follows from the current one (see [`SubscriptionWrite::off`]).
+    async fn update_subscription(
+        &self,
+        write: &SubscriptionWrite,
+        expected_version: Option<i64>,
+        now: i64,
+    ) -> Result<Option<SubscriptionRecord>, StoreError>;
+
+    /// Removes a Subscription and its events; false when there was none.
+    async fn delete_subscription(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Events numbered `after + 1 ..= until` of a Subscription, in order, at most `limit`.
+    async fn subscription_events(
+        &self,
+        id: &str,
+        after: i64,
+        until: i64,
+        limit: u32,
+    ) -> Result<Vec<SubscriptionEvent>, StoreError>;
+
+    /// Leases to `owner`, until `lease_until`, up to `limit` Subscriptions with something due at
+    /// `now`: a handshake, undelivered events, or a heartbeat after `heartbeat_secs` of silence.
+    async fn claim_deliveries(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<SubscriptionRecord>, StoreError>;
+
+    /// Records how `owner`'s delivery ended and releases the lease; false when the lease was no
+    /// longer `owner`'s.
+    async fn finish_delivery(
+        &self,
+        id: &str,
+        owner: &str,
+        result: &DeliveryResult,
+        now: i64,
+    ) -> Result<bool, StoreError>;
 }

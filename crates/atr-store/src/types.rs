@@ -284,3 +284,74 @@ pub enum ExportItem {
     /// `Type/id` referenced by the list but absent (never stored, or deleted) at the snapshot.
     Missing(String),
 }
+
+/// A stored `atr-list-change` Subscription and where its delivery stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionRecord {
+    pub id: String,
+    /// The client that made it; only that client reads or changes it.
+    pub client_id: String,
+    pub group_id: String,
+    /// `requested`, `active`, `error` or `off`: the server's, not the client's.
+    pub status: String,
+    /// Bumped by every client write (the `ETag`); delivery does not change it.
+    pub version: i64,
+    /// The Subscription JSON as the client wrote it.
+    pub body: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// The last event number assigned (`events-since-subscription-start`).
+    pub events_since_start: i64,
+    /// The last event number the endpoint acknowledged.
+    pub delivered_through: i64,
+    pub handshake_pending: bool,
+    pub heartbeat_secs: Option<i64>,
+    /// Consecutive failed deliveries.
+    pub failures: i64,
+    /// No delivery before this (µs): the backoff after a failure.
+    pub next_attempt_at: i64,
+    pub last_sent_at: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// What a client's create or update sets.
+#[derive(Debug, Clone)]
+pub struct SubscriptionWrite {
+    pub id: String,
+    pub client_id: String,
+    pub group_id: String,
+    pub body: String,
+    pub heartbeat_secs: Option<i64>,
+    /// The client asked for `off`: delivery stops. Otherwise a Subscription that was off starts
+    /// again from a handshake, and one in `error` is retried at once.
+    pub off: bool,
+}
+
+/// One past `atr-list-change` event of a Subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionEvent {
+    pub event_number: i64,
+    pub group_id: String,
+    pub group_version: i64,
+    /// The Group version's `lastUpdated` (µs).
+    pub occurred_at: i64,
+}
+
+/// How one delivery attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryResult {
+    /// The endpoint accepted the handshake: the Subscription is active.
+    Handshake,
+    /// The endpoint accepted events up to and including this number.
+    Events {
+        through: i64,
+    },
+    Heartbeat,
+    /// The endpoint failed; try again at `retry_at` (µs). The Subscription goes to `error` after a
+    /// failed handshake or after `error_after` consecutive failures.
+    Failed {
+        reason: String,
+        retry_at: i64,
+        error_after: i64,
+    },
+}

@@ -1,6 +1,7 @@
 //! `atr`: the Producer (`serve`) and its data tools (`synth`, `load`, `bench`).
 
 mod bench;
+mod bench_notify;
 mod clients;
 mod load;
 mod roster;
@@ -52,6 +53,8 @@ enum Command {
     Load(load::LoadArgs),
     /// Measure loading, streaming a large Group and Group discovery; prints figures.
     Bench(bench::BenchArgs),
+    /// Measure Subscription delivery: many Subscriptions on one Group, one change, then a burst.
+    BenchNotify(bench_notify::BenchNotifyArgs),
     /// Manage the SMART Backend Services clients registered with this Producer.
     Clients(clients::ClientsArgs),
     /// Make a key pair for a Consumer (private and public JWK sets).
@@ -98,6 +101,7 @@ async fn main() {
         Command::Synth(args) => synth(args),
         Command::Load(args) => load::run(args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::BenchNotify(args) => bench_notify::run(args).await,
         Command::Clients(args) => clients::run(args).await,
         Command::Keygen(args) => clients::keygen(args),
         Command::Token(args) => token::run(args).await,

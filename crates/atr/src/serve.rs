@@ -25,6 +25,57 @@ pub struct ServeArgs {
     demo: bool,
     #[command(flatten)]
     export: ExportArgs,
+    #[command(flatten)]
+    notify: NotifyArgs,
+}
+
+/// Subscription delivery settings.
+#[derive(Args)]
+pub struct NotifyArgs {
+    /// Development mode: accept Subscription endpoints over plain http to any host (by default
+    /// only https, or http to a loopback address).
+    #[arg(long, env = "ATR_ALLOW_HTTP_SUBSCRIPTIONS")]
+    allow_http_subscriptions: bool,
+    /// Consecutive failed deliveries after which a Subscription's status is `error` (delivery
+    /// goes on with backoff, and it is `active` again when the endpoint answers).
+    #[arg(long, env = "ATR_NOTIFY_ERROR_AFTER", default_value_t = 5)]
+    notify_error_after: u32,
+    /// Seconds before the first retry of a failed notification; each further failure doubles it.
+    #[arg(long, env = "ATR_NOTIFY_BACKOFF_SECS", default_value_t = 1.0)]
+    notify_backoff_secs: f64,
+    /// Longest wait between two retries, in seconds.
+    #[arg(long, env = "ATR_NOTIFY_BACKOFF_MAX_SECS", default_value_t = 300.0)]
+    notify_backoff_max_secs: f64,
+    /// Notifications in flight at once from this instance.
+    #[arg(long, env = "ATR_NOTIFY_CONCURRENCY", default_value_t = 256)]
+    notify_concurrency: usize,
+    /// Milliseconds between looks for notifications other instances' changes made.
+    #[arg(long, env = "ATR_NOTIFY_POLL_MS", default_value_t = 500)]
+    notify_poll_ms: u64,
+    /// Longest a notification POST may take, whatever the Subscription's timeout asks. A
+    /// delivery cut off by a dying instance is resent by another this long plus 5 s later.
+    #[arg(long, env = "ATR_NOTIFY_MAX_TIMEOUT_SECS", default_value_t = 120)]
+    notify_max_timeout_secs: u64,
+}
+
+impl NotifyArgs {
+    fn config(&self) -> atr_notify::NotifyConfig {
+        let secs = |s: f64| std::time::Duration::from_secs_f64(s.clamp(0.001, 86_400.0));
+        atr_notify::NotifyConfig {
+            concurrency: self.notify_concurrency.max(1),
+            poll: std::time::Duration::from_millis(self.notify_poll_ms.max(10)),
+            error_after: self.notify_error_after.max(1),
+            backoff_base: secs(self.notify_backoff_secs),
+            backoff_max: secs(self.notify_backoff_max_secs),
+            max_timeout: std::time::Duration::from_secs(self.notify_max_timeout_secs.max(1)),
+            endpoint_policy: if self.allow_http_subscriptions {
+                atr_notify::EndpointPolicy::AllowPlainHttp
+            } else {
+                atr_notify::EndpointPolicy::HttpsOrLoopback
+            },
+            ..Default::default()
+        }
+    }
 }
 
 /// Bulk export settings.
@@ -108,6 +159,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let config = ServerConfig {
         base_url: args.base_url.clone(),
         export: args.export.config(&args.store.data_dir),
+        notify: args.notify.config(),
         ..Default::default()
     };
     let state = atr_server::state_for(&listener, Arc::new(store.clone()), &config)
@@ -162,6 +214,7 @@ async fn demo_client(
                         "system/*.read".into(),
                         "system/*.rs".into(),
                         "system/Group.cud".into(),
+                        "system/Subscription.cruds".into(),
                     ],
                     identifiers: identifiers.clone(),
                 },

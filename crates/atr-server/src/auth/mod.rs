@@ -92,7 +92,9 @@ fn interaction_name(i: Interaction) -> &'static str {
 
 /// The resource types scopes may name (those this server serves).
 pub fn supported_types() -> Vec<&'static str> {
-    ResourceType::ALL.iter().map(|t| t.as_str()).collect()
+    let mut types: Vec<&'static str> = ResourceType::ALL.iter().map(|t| t.as_str()).collect();
+    types.extend(["Provenance", "Subscription"]);
+    types
 }
 
 /// `system|value` identifiers as pairs; an entry without `|` matches any system.

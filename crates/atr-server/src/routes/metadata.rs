@@ -102,6 +102,34 @@ fn resource_entry(rtype: ResourceType) -> Value {
     entry
 }
 
+/// Subscriptions: the ATR profile on the Backport, rest-hook with id-only (or empty) payloads.
+fn subscription_entry() -> Value {
+    let interactions: Vec<Value> = ["read", "create", "update", "delete", "search-type"]
+        .iter()
+        .map(|code| json!({"code": code}))
+        .collect();
+    json!({
+        "type": "Subscription",
+        "profile": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription",
+        "supportedProfile": ["http://hl7.org/fhir/us/davinci-atr/StructureDefinition/atr-list-change-subscription"],
+        "documentation": "atr-list-change: every new version of the Group named in backport-filter-criteria (Group/{id} or Group?_id={id}) is an event. rest-hook only; payload application/fhir+json with id-only or empty content. A Subscription on a Group the client may not access is refused with 401. The server sets status: requested until the endpoint answers the handshake, then active; error after repeated failed deliveries, and active again when the endpoint answers.",
+        "interaction": interactions,
+        "versioning": "versioned-update",
+        "readHistory": false,
+        "updateCreate": true,
+        "searchParam": [
+            param("_id", "token", "Logical id"),
+            param("status", "token", "requested | active | error | off"),
+            param("filter-criteria", "string", "The Group: Group/{id}"),
+            param("url", "uri", "The channel endpoint"),
+        ],
+        "operation": [
+            {"name": "status", "definition": "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status"},
+            {"name": "events", "definition": "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-events"},
+        ],
+    })
+}
+
 pub async fn capability_statement(State(state): State<AppState>) -> Response {
     let cs = json!({
         "resourceType": "CapabilityStatement",
@@ -117,6 +145,12 @@ pub async fn capability_statement(State(state): State<AppState>) -> Response {
         "implementation": {"description": "atr: Da Vinci Member Attribution List Producer", "url": state.base_url.as_ref()},
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],
+        // R4 servers name their topics by canonical (Subscriptions Backport, "Subscription
+        // Topics in R4").
+        "extension": [{
+            "url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/capabilitystatement-subscriptiontopic-canonical",
+            "valueCanonical": atr_notify::TOPIC_ATR_LIST_CHANGE,
+        }],
         "rest": [{
             "mode": "server",
             "security": crate::auth::discovery::security(&state.auth.token_url),
@@ -130,6 +164,7 @@ pub async fn capability_statement(State(state): State<AppState>) -> Response {
                     "interaction": [{"code": "read"}, {"code": "search-type"}],
                     "searchParam": [param("target", "reference", "Group/{id}: the Provenance of that list's changes")],
                 })))
+                .chain(std::iter::once(subscription_entry()))
                 .collect::<Vec<_>>(),
         }],
     });

@@ -6,6 +6,7 @@ mod metadata;
 mod reconcile;
 mod resource;
 mod search;
+mod subscription;
 
 use atr_model::ResourceType;
 use atr_model::instant::http_date;
@@ -29,6 +30,20 @@ pub fn fhir_routes(state: &AppState) -> Router<AppState> {
             get(export::status).delete(export::cancel),
         )
         .route("/Provenance/{id}", get(reconcile::read_provenance))
+        .route(
+            "/Subscription",
+            get(subscription::search).post(subscription::create),
+        )
+        .route(
+            "/Subscription/{id}",
+            get(subscription::read)
+                .put(subscription::update)
+                .delete(subscription::delete),
+        )
+        .route(
+            "/Subscription/{id}/{operation}",
+            get(subscription::operation).post(subscription::operation),
+        )
         .route("/{rtype}", get(search::search_get).post(resource::create))
         .route("/{rtype}/_search", post(search::search_post))
         .route(
@@ -45,11 +60,33 @@ pub fn fhir_routes(state: &AppState) -> Router<AppState> {
         )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            wake_notifier,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             crate::auth::enforce::require_token,
         ));
     Router::new()
         .route("/metadata", get(metadata::capability_statement))
         .merge(protected)
+}
+
+/// After a write that succeeded, delivery looks for due notifications at once instead of at its
+/// next poll (a Group change's events are already committed in the outbox).
+async fn wake_notifier(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let writes = !matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    let resp = next.run(req).await;
+    if writes && resp.status().is_success() {
+        state.notifier.wake();
+    }
+    resp
 }
 
 /// The resource type named in a path; unsupported types do not exist here (404).

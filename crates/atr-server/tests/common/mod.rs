@@ -315,3 +315,4 @@ async fn drop_stale_test_schemas() {
         let _ = SqlStore::drop_stale_postgres_schemas(PG_URL, "t_", hour).await;
     }
 }
+pub mod receiver;

@@ -359,6 +359,7 @@ pub(crate) async fn apply(
         ],
     )
     .await?;
+    super::subscriptions::record_group_version(tx, group_id, next, last_updated).await?;
     if let Some(mut p) = provenance {
         // Linked to the version this change made, in the same transaction.
         let id = p["id"].as_str().unwrap_or_default().to_string();

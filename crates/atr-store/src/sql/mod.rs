@@ -15,6 +15,7 @@ mod sqlite;
 mod sqlite_bulk;
 mod sqlite_direct;
 mod statement;
+mod subscriptions;
 
 use std::path::Path;
 
@@ -274,6 +275,9 @@ async fn write_in(tx: &mut Tx, w: ResourceWrite) -> Result<WriteOutcome, StoreEr
     .await
     .map_err(|e| conflict_as_exists(e, rtype, &id))?;
     index_rows::insert_index(tx, rtype, vec![(id.clone(), index)]).await?;
+    if rtype == ResourceType::Group {
+        subscriptions::record_group_version(tx, &id, version, last_updated).await?;
+    }
     Ok(WriteOutcome {
         version,
         last_updated,
@@ -317,6 +321,7 @@ impl Store for SqlStore {
         index_rows::delete_index(&mut tx, rtype, &[id.to_string()]).await?;
         if rtype == ResourceType::Group {
             members::end_all(&mut tx, id, version).await?;
+            subscriptions::record_group_version(&mut tx, id, version, last_updated).await?;
         }
         tx.commit().await?;
         Ok(Some(VersionInfo {
@@ -687,6 +692,70 @@ impl Store for SqlStore {
         rtype: ResourceType,
     ) -> ExportStream {
         export_read::read(&self.pool, plan, rtype)
+    }
+    async fn create_subscription(
+        &self,
+        write: &crate::SubscriptionWrite,
+        now: i64,
+    ) -> Result<crate::SubscriptionRecord, StoreError> {
+        subscriptions::create(&self.pool, write, now).await
+    }
+
+    async fn subscription(
+        &self,
+        id: &str,
+    ) -> Result<Option<crate::SubscriptionRecord>, StoreError> {
+        subscriptions::get(&self.pool, id).await
+    }
+
+    async fn subscriptions(
+        &self,
+        client_id: Option<&str>,
+    ) -> Result<Vec<crate::SubscriptionRecord>, StoreError> {
+        subscriptions::list(&self.pool, client_id).await
+    }
+
+    async fn update_subscription(
+        &self,
+        write: &crate::SubscriptionWrite,
+        expected_version: Option<i64>,
+        now: i64,
+    ) -> Result<Option<crate::SubscriptionRecord>, StoreError> {
+        subscriptions::update(&self.pool, write, expected_version, now).await
+    }
+
+    async fn delete_subscription(&self, id: &str) -> Result<bool, StoreError> {
+        subscriptions::delete(&self.pool, id).await
+    }
+
+    async fn subscription_events(
+        &self,
+        id: &str,
+        after: i64,
+        until: i64,
+        limit: u32,
+    ) -> Result<Vec<crate::SubscriptionEvent>, StoreError> {
+        subscriptions::events(&self.pool, id, after, until, limit).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<crate::SubscriptionRecord>, StoreError> {
+        subscriptions::claim(&self.pool, owner, now, lease_until, limit).await
+    }
+
+    async fn finish_delivery(
+        &self,
+        id: &str,
+        owner: &str,
+        result: &crate::DeliveryResult,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        subscriptions::finish(&self.pool, id, owner, result, now).await
     }
 }
 

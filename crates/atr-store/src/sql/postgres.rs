@@ -29,6 +29,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "export",
         sql: include_str!("../../migrations/postgres/0004_export.sql"),
     },
+    Migration {
+        version: 5,
+        name: "subscriptions",
+        sql: include_str!("../../migrations/postgres/0005_subscriptions.sql"),
+    },
 ];
 
 /// Connects; with `schema`, every connection works in that schema (created if absent).

@@ -30,6 +30,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "export",
         sql: include_str!("../../migrations/sqlite/0004_export.sql"),
     },
+    Migration {
+        version: 5,
+        name: "subscriptions",
+        sql: include_str!("../../migrations/sqlite/0005_subscriptions.sql"),
+    },
 ];
 
 pub(crate) async fn connect(url: &str) -> Result<sqlx::SqlitePool, StoreError> {
