@@ -246,15 +246,7 @@ impl Notifier {
                 ));
             };
             let through = last.event_number;
-            let events = events
-                .into_iter()
-                .map(|e| ListChangeEvent {
-                    event_number: u64::try_from(e.event_number).unwrap_or(0),
-                    timestamp_micros: e.occurred_at,
-                    group_id: e.group_id,
-                    group_version: e.group_version,
-                })
-                .collect();
+            let events = events.into_iter().map(ListChangeEvent::from).collect();
             (
                 NotificationKind::EventNotification,
                 events,

@@ -43,6 +43,17 @@ pub struct ListChangeEvent {
     pub group_version: i64,
 }
 
+impl From<atr_store::SubscriptionEvent> for ListChangeEvent {
+    fn from(e: atr_store::SubscriptionEvent) -> Self {
+        ListChangeEvent {
+            event_number: u64::try_from(e.event_number).unwrap_or(0),
+            timestamp_micros: e.occurred_at,
+            group_id: e.group_id,
+            group_version: e.group_version,
+        }
+    }
+}
+
 /// A notification for one Subscription.
 #[derive(Debug, Clone)]
 pub struct Notification<'a> {

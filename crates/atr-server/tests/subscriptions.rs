@@ -7,9 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use atr_auth::SigningAlg;
 use common::receiver::{Receiver, accepted_events};
-use common::{NPI, TestApp, load_synthetic, npi_of, spawn_apps_with};
+use common::{TestApp, load_synthetic, provider_client, spawn_apps_with};
 use serde_json::{Value, json};
 
 /// Longest any wait for a notification may take.
@@ -316,21 +315,13 @@ async fn off_stops_delivery_and_a_group_the_client_may_not_see_is_401() {
         load_synthetic(&app).await;
         let receiver = Receiver::start().await;
         // A Consumer for org-1 (lists 1, 5, 9).
-        let npi = npi_of(&app, "org-1").await;
-        let consumer = app
-            .register(
-                "org-1-listener",
-                SigningAlg::Es384,
-                &[&format!("{NPI}|{npi}")],
-                &["system/*.read", "system/Subscription.cruds"],
-                false,
-            )
-            .await;
-        let client = app.client_with(
-            &app.token(&consumer, "system/*.read system/Subscription.cruds")
-                .await
-                .expect("token"),
-        );
+        let client = provider_client(
+            &app,
+            "org-1-listener",
+            "org-1",
+            "system/*.read system/Subscription.cruds",
+        )
+        .await;
         let (status, body) = create(
             &app,
             &client,
@@ -380,21 +371,13 @@ async fn off_stops_delivery_and_a_group_the_client_may_not_see_is_401() {
             })
             .await;
         // Another provider's client does not see it, nor can it take its id.
-        let npi2 = npi_of(&app, "org-2").await;
-        let other = app
-            .register(
-                "org-2-listener",
-                SigningAlg::Es384,
-                &[&format!("{NPI}|{npi2}")],
-                &["system/*.read", "system/Subscription.cruds"],
-                false,
-            )
-            .await;
-        let other = app.client_with(
-            &app.token(&other, "system/*.read system/Subscription.cruds")
-                .await
-                .expect("token"),
-        );
+        let other = provider_client(
+            &app,
+            "org-2-listener",
+            "org-2",
+            "system/*.read system/Subscription.cruds",
+        )
+        .await;
         let (status, _, _) = send(
             &other,
             reqwest::Method::GET,

@@ -248,15 +248,8 @@ pub async fn operation(
                 .store
                 .subscription_events(&record.id, inputs.after, inputs.until, MAX_EVENTS_PER_QUERY)
                 .await?;
-            let events: Vec<ListChangeEvent> = events
-                .into_iter()
-                .map(|e| ListChangeEvent {
-                    event_number: u64::try_from(e.event_number).unwrap_or(0),
-                    timestamp_micros: e.occurred_at,
-                    group_id: e.group_id,
-                    group_version: e.group_version,
-                })
-                .collect();
+            let events: Vec<ListChangeEvent> =
+                events.into_iter().map(ListChangeEvent::from).collect();
             let mut bundle = Notification {
                 base_url: &state.base_url,
                 subscription_id: &record.id,

@@ -294,6 +294,23 @@ pub async fn load_synthetic(app: &TestApp) {
     app.store.load_batch(groups).await.expect("load groups");
 }
 
+/// A Consumer client acting for provider organisation `org` (by its NPI), with a token for
+/// `scopes` (space-separated).
+pub async fn provider_client(app: &TestApp, id: &str, org: &str, scopes: &str) -> reqwest::Client {
+    let npi = npi_of(app, org).await;
+    let scope_list: Vec<&str> = scopes.split(' ').collect();
+    let consumer = app
+        .register(
+            id,
+            atr_auth::SigningAlg::Es384,
+            &[&format!("{NPI}|{npi}")],
+            &scope_list,
+            false,
+        )
+        .await;
+    app.client_with(&app.token(&consumer, scopes).await.expect("token"))
+}
+
 pub async fn npi_of(app: &TestApp, org: &str) -> String {
     let (_, body) = app.get_json(&format!("Organization/{org}")).await;
     body["identifier"]
