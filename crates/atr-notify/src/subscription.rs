@@ -6,7 +6,7 @@
 
 use atr_model::outcome::Issue;
 use serde_json::{Map, Value};
-use url::{Host, Url};
+use url::Url;
 
 /// The ATR topic canonical, the only `criteria` this server accepts.
 pub const TOPIC_ATR_LIST_CHANGE: &str =
@@ -339,12 +339,7 @@ fn endpoint(channel: &Value, policy: EndpointPolicy, issues: &mut Vec<Issue>) ->
             return None;
         }
     };
-    let loopback = match url.host() {
-        Some(Host::Ipv4(a)) => a.is_loopback(),
-        Some(Host::Ipv6(a)) => a.is_loopback(),
-        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    };
+    let loopback = atr_model::loopback::is_loopback(&url);
     let allowed = match url.scheme() {
         "https" => true,
         "http" => loopback || policy == EndpointPolicy::AllowPlainHttp,

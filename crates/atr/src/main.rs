@@ -1,8 +1,10 @@
-//! `atr`: the Producer (`serve`) and its data tools (`synth`, `load`, `bench`).
+//! `atr`: the Producer (`serve`) and its data tools (`synth`, `load`, `bench`), and the Consumer
+//! (`lists`, `member`).
 
 mod bench;
 mod bench_notify;
 mod clients;
+mod consumer;
 mod load;
 mod roster;
 mod serve;
@@ -63,6 +65,10 @@ enum Command {
     Roster(roster::RosterArgs),
     /// Get an access token with a credentials file (SMART Backend Services) and print it.
     Token(token::TokenArgs),
+    /// Consumer: discover, pull, show, diff and confirm attribution lists.
+    Lists(consumer::ListsArgs),
+    /// Consumer: reconcile a list's members ($member-add, $member-remove, $attribution-status).
+    Member(consumer::MemberArgs),
 }
 
 #[derive(Args)]
@@ -106,10 +112,16 @@ async fn main() {
         Command::Keygen(args) => clients::keygen(args),
         Command::Token(args) => token::run(args).await,
         Command::Roster(args) => roster::run(args).await,
+        Command::Lists(args) => consumer::lists(args).await,
+        Command::Member(args) => consumer::member(args).await,
     };
     if let Err(e) = result {
         eprintln!("atr: {e:#}");
-        std::process::exit(1);
+        // Consumer failures say what kind they are (configuration, refused, unreachable, …).
+        let code = e
+            .downcast_ref::<atr_client::ClientError>()
+            .map_or(1, atr_client::ClientError::exit_code);
+        std::process::exit(code);
     }
 }
 

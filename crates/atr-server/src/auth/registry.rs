@@ -51,11 +51,12 @@ pub fn check_jwks(text: &str) -> Result<String, RegistryError> {
 }
 
 pub fn check_jwks_url(url: &str) -> Result<(), RegistryError> {
-    let lower = url.to_ascii_lowercase();
-    let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
-        .iter()
-        .any(|p| lower.starts_with(p));
-    if lower.starts_with("https://") || loopback {
+    let allowed = url::Url::parse(url).is_ok_and(|u| match u.scheme() {
+        "https" => u.host().is_some(),
+        "http" => atr_model::loopback::is_loopback(&u),
+        _ => false,
+    });
+    if allowed {
         Ok(())
     } else {
         Err(RegistryError::InsecureJwksUrl(url.to_string()))
@@ -120,4 +121,30 @@ pub async fn register(store: &dyn Store, c: NewClient) -> Result<ClientRecord, R
     };
     store.put_client(&record).await?;
     Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_jwks_url;
+
+    #[test]
+    fn jwks_url_is_https_or_http_to_this_machine_by_its_parsed_host() {
+        for ok in [
+            "https://provider.example/.well-known/jwks.json",
+            "http://127.0.0.1:9000/jwks",
+            "http://localhost/jwks",
+            "http://[::1]/jwks",
+        ] {
+            assert!(check_jwks_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://localhost.evil.example/jwks",
+            "http://127.0.0.1@evil.example/jwks",
+            "http://provider.example/jwks",
+            "ftp://127.0.0.1/jwks",
+            "not a url",
+        ] {
+            assert!(check_jwks_url(bad).is_err(), "{bad}");
+        }
+    }
 }

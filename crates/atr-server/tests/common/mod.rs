@@ -263,10 +263,15 @@ pub const NPI: &str = "http://hl7.org/fhir/sid/us-npi";
 
 /// Loads a small synthetic payer (9 lists over 4 provider organisations) through the store.
 pub async fn load_synthetic(app: &TestApp) {
+    load_synthetic_members(app, 60).await;
+}
+
+/// As [`load_synthetic`], with `members` members over the same nine lists.
+pub async fn load_synthetic_members(app: &TestApp, members: u64) {
     let dir = tempfile::tempdir().expect("dir");
     let config = atr_synth::SynthConfig {
         seed: 11,
-        members: 60,
+        members,
         lists: 9,
         provider_orgs: 4,
         ..Default::default()

@@ -1,0 +1,213 @@
+//! `atr lists pull` survives `kill -9` mid-download: run again, it resumes the same export job,
+//! keeps the files it finished, continues the partial one with `Range`, and ends with every
+//! resource of the manifest exactly once.
+//!
+//! Everything runs as a user would: `atr synth`, `atr load`, `atr keygen`, `atr clients add` and
+//! `atr serve` and `atr lists pull` as child processes.
+
+mod common;
+
+use common::{ATR, Server};
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+const CLIENT_ID: &str = "consumer-kill";
+/// Enough members that the list's files take a while to download one at a time.
+const MEMBERS: &str = "12000";
+
+fn atr_ok(args: &[&str]) -> String {
+    let out = common::run(TIMEOUT, Command::new(ATR).args(args));
+    assert!(out.status.success(), "atr {args:?}: {}", out.stderr);
+    out.stdout
+}
+
+fn lines_by_type(dir: &Path) -> BTreeMap<String, Vec<Value>> {
+    let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).expect("pull dir") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("read");
+        for line in text.lines() {
+            let v: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{}: a line that is not JSON ({e})", path.display()));
+            let t = v["resourceType"]
+                .as_str()
+                .expect("resourceType")
+                .to_string();
+            out.entry(t).or_default().push(v);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_pull_killed_mid_download_resumes_with_every_resource_once() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    let d = dir.to_str().expect("utf-8 path");
+    let data = dir.join("data");
+    let (ndjson, store) = (format!("{d}/ndjson"), format!("{d}/data"));
+    let (private, public) = (
+        format!("{d}/private.jwks.json"),
+        format!("{d}/public.jwks.json"),
+    );
+    atr_ok(&[
+        "synth",
+        "--members",
+        MEMBERS,
+        "--lists",
+        "2",
+        "--largest-list-share",
+        "0.9",
+        "--out",
+        &ndjson,
+    ]);
+    atr_ok(&["load", &ndjson, "--data-dir", &store]);
+    atr_ok(&["keygen", "--private", &private, "--public", &public]);
+    atr_ok(&[
+        "clients",
+        "--data-dir",
+        &store,
+        "add",
+        CLIENT_ID,
+        "--admin",
+        "--jwks",
+        &public,
+    ]);
+    let server = Server::start(
+        &[
+            "--data-dir".as_ref(),
+            data.as_os_str(),
+            // Many small files: a kill lands between and inside them.
+            "--export-file-mb".as_ref(),
+            "1".as_ref(),
+        ],
+        TIMEOUT,
+    );
+    let private_jwks: Value =
+        serde_json::from_str(&std::fs::read_to_string(&private).expect("read keys")).expect("json");
+    let creds = dir.join("credentials.json");
+    std::fs::write(
+        &creds,
+        json!({"client_id": CLIENT_ID, "fhir_base_url": server.base, "private_jwks": private_jwks})
+            .to_string(),
+    )
+    .expect("write credentials");
+    let consumer = dir.join("consumer");
+    let pull = |cmd: &mut Command| {
+        cmd.args([
+            "lists",
+            "pull",
+            "list-1",
+            "--parallel",
+            "1",
+            "--quiet",
+            "--json",
+        ])
+        .arg("--credentials")
+        .arg(&creds)
+        .arg("--store")
+        .arg(&consumer)
+        .arg("--scopes")
+        .arg("system/*.read");
+    };
+
+    // First run: killed once a file is done and the next is part way (files are split at 1 MiB).
+    let mut cmd = Command::new(ATR);
+    pull(&mut cmd);
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pull");
+    let files = consumer.join("pulls").join("1");
+    let started = Instant::now();
+    loop {
+        let one_done = consumer.join("consumer.db").exists()
+            && atr_client::ConsumerStore::open(&consumer)
+                .and_then(|s| s.files(1))
+                .is_ok_and(|f| f.iter().any(|f| f.complete));
+        if one_done {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the pull ended ({status}) before it could be killed: make MEMBERS bigger");
+        }
+        assert!(started.elapsed() < TIMEOUT, "no file was finished");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    let store_after_kill = atr_client::ConsumerStore::open(&consumer).expect("store");
+    let killed = store_after_kill.pull(1).expect("read").expect("pull 1");
+    assert_eq!(
+        killed.state, "started",
+        "the kill came before the pull finished"
+    );
+    let done_before: usize = store_after_kill
+        .files(1)
+        .expect("files")
+        .iter()
+        .filter(|f| f.complete)
+        .count();
+    let total_files = store_after_kill.files(1).expect("files").len();
+    assert!(
+        done_before >= 1 && done_before < total_files,
+        "killed with {done_before} of {total_files} files done"
+    );
+    drop(store_after_kill);
+
+    // Second run: the same pull, resumed.
+    let mut cmd = Command::new(ATR);
+    pull(&mut cmd);
+    let out = common::run(TIMEOUT, &mut cmd);
+    assert!(out.status.success(), "resumed pull: {}", out.stderr);
+    let report: Value = serde_json::from_str(&out.stdout).expect("report JSON");
+    assert_eq!(report["pull_id"], 1);
+    assert_eq!(report["resumed"], true);
+
+    // Every resource of the manifest exactly once; every member's Patient there.
+    let store = atr_client::ConsumerStore::open(&consumer).expect("store");
+    let p = store.pull(1).expect("read").expect("pull 1");
+    assert_eq!(p.state, "complete");
+    let manifest: Value =
+        serde_json::from_str(p.manifest.as_deref().expect("manifest")).expect("json");
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    for o in manifest["output"].as_array().expect("output") {
+        *expected
+            .entry(o["type"].as_str().expect("type").to_string())
+            .or_default() += o["count"].as_u64().expect("count");
+    }
+    let got = lines_by_type(&files);
+    for (rtype, lines) in &got {
+        let ids: BTreeSet<&str> = lines.iter().filter_map(|v| v["id"].as_str()).collect();
+        assert_eq!(ids.len(), lines.len(), "{rtype}: a resource twice");
+        assert_eq!(
+            Some(&(lines.len() as u64)),
+            expected.get(rtype),
+            "{rtype}: count"
+        );
+    }
+    assert_eq!(got.len(), expected.len());
+    let patients: BTreeSet<String> = got["Patient"]
+        .iter()
+        .map(|v| format!("Patient/{}", v["id"].as_str().expect("id")))
+        .collect();
+    let members = store.members(1).expect("members");
+    assert_eq!(
+        members.len() as u64,
+        report["members"].as_u64().expect("members")
+    );
+    assert!(members.iter().all(|m| patients.contains(&m.patient)));
+    eprintln!(
+        "killed after {:?} with {done_before}/{total_files} files done; resumed to {} members",
+        started.elapsed(),
+        members.len()
+    );
+    drop(server);
+}
