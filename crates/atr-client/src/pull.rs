@@ -66,6 +66,12 @@ pub struct PullReport {
     pub bytes: u64,
     /// Issues the Producer reported in the manifest's error files.
     pub producer_errors: usize,
+    /// Seconds from kick-off to the manifest (the Producer's export; 0 when resumed after it).
+    pub export_seconds: f64,
+    /// Seconds downloading the files.
+    pub download_seconds: f64,
+    /// Seconds checking every line and storing the snapshot.
+    pub store_seconds: f64,
 }
 
 struct Bars {
@@ -170,6 +176,7 @@ async fn run(
     resumed: bool,
 ) -> Result<PullReport, ClientError> {
     let mut record = record.clone();
+    let export_started = std::time::Instant::now();
     if record.status_url.is_none() {
         bars.status.set_message(format!(
             "kicking off the export of Group/{}",
@@ -204,6 +211,8 @@ async fn run(
             .pull(record.id)?
             .ok_or_else(|| ClientError::NotFound(format!("pull {} vanished", record.id)))?;
     }
+    let export_seconds = export_started.elapsed().as_secs_f64();
+    let download_started = std::time::Instant::now();
     let manifest: Value = serde_json::from_str(record.manifest.as_deref().unwrap_or("{}"))
         .map_err(|e| ClientError::Unexpected(format!("the stored manifest is unreadable: {e}")))?;
     let files = store.files(record.id)?;
@@ -239,6 +248,8 @@ async fn run(
         return Err(e);
     }
 
+    let download_seconds = download_started.elapsed().as_secs_f64();
+    let store_started = std::time::Instant::now();
     bars.status.set_message("checking every line".to_string());
     let snapshot = check(store, &record, &files, &bars.resources)?;
     let producer_errors = count_producer_errors(fhir, &manifest).await;
@@ -254,6 +265,7 @@ async fn run(
         snapshot.group_version.as_deref(),
         snapshot.resources as i64,
     )?;
+    let store_seconds = store_started.elapsed().as_secs_f64();
     // The Producer may forget the job now (it frees its files).
     let _ = fhir.send(Method::DELETE, &status_url, &[], None).await;
     Ok(PullReport {
@@ -269,6 +281,9 @@ async fn run(
         resources: snapshot.resources,
         bytes: total_bytes,
         producer_errors,
+        export_seconds,
+        download_seconds,
+        store_seconds,
     })
 }
 

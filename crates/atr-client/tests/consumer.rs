@@ -154,6 +154,34 @@ async fn discover_pull_reconcile_pull_again_and_diff_shows_exactly_the_changes()
         assert_eq!(dropped, expected, "{changes:#?}");
         assert!(changes.iter().all(|c| c.change == "dropped"));
 
+        // One of them comes back (by references): the next pull shows it added.
+        let back = reconcile::member_add(
+            &fhir,
+            "list-9",
+            &MemberSelector {
+                patient: Some(leaving[0].clone()),
+                provider: members
+                    .iter()
+                    .find(|m| m.patient == leaving[0])
+                    .and_then(|m| m.provider.clone()),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .expect("add back");
+        assert_eq!(back.status, 200, "{}", back.message);
+        let third = pull(&fhir, &mut store, "list-9", &PullOptions::default())
+            .await
+            .expect("third pull");
+        let changes =
+            atr_client::diff::diff(&after, &store.members(third.pull_id).expect("members"));
+        assert_eq!(changes.len(), 1, "{changes:#?}");
+        assert_eq!(
+            (changes[0].change, changes[0].patient.as_str()),
+            ("added", leaving[0].as_str())
+        );
+
         // Confirm: any 2xx; the list is final.
         let confirmed = reconcile::confirm(&fhir, "list-9").await.expect("confirm");
         assert!((200..300).contains(&confirmed.status));

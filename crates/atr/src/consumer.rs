@@ -1,6 +1,6 @@
-//! The Consumer's commands: `atr lists …` (discover, pull, pulls, show, diff, confirm) and
-//! `atr member …` (add, remove, status). The work is `atr-client`'s; this module reads flags
-//! and prints tables, JSON or CSV.
+//! The Consumer's commands: `atr lists …` (discover, pull, pulls, show, diff, confirm),
+//! `atr member …` (add, remove, status), `atr subscribe`, `atr unsubscribe` and `atr listen`.
+//! The work is `atr-client`'s; this module reads flags and prints tables, JSON or CSV.
 
 use std::path::PathBuf;
 
@@ -394,6 +394,15 @@ pub async fn lists(args: ListsArgs) -> Result<()> {
                 report.bytes,
                 report.transaction_time.as_deref().unwrap_or("-"),
             );
+            out!(
+                "export {:.1} s, download {:.1} s, check and store {:.1} s{}",
+                report.export_seconds,
+                report.download_seconds,
+                report.store_seconds,
+                peak_rss_mb()
+                    .map(|mb| format!("; peak memory {mb:.0} MB"))
+                    .unwrap_or_default()
+            );
             if report.producer_errors > 0 {
                 out!(
                     "the Producer reported {} issues in its error files",
@@ -598,6 +607,131 @@ pub async fn member(args: MemberArgs) -> Result<()> {
     }
 }
 
+#[derive(Args)]
+pub struct SubscribeArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    group: String,
+    /// Where the Producer posts notifications (`atr listen` serves it).
+    #[arg(long)]
+    endpoint: String,
+    /// Ask for a heartbeat after this many seconds without a notification.
+    #[arg(long)]
+    heartbeat: Option<u32>,
+}
+
+#[derive(Args)]
+pub struct UnsubscribeArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    group: String,
+}
+
+#[derive(Args)]
+pub struct ListenArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// Address to listen on (the Subscription's endpoint must reach it).
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    listen: std::net::SocketAddr,
+    /// Only record events; do not pull.
+    #[arg(long)]
+    no_pull: bool,
+    /// Do not pull every subscribed list at start.
+    #[arg(long)]
+    no_catch_up: bool,
+}
+
+pub async fn subscribe(args: SubscribeArgs) -> Result<()> {
+    let c = &args.connect;
+    let fhir = c.fhir().await?;
+    let store = c.open_store()?;
+    let s = atr_client::subscribe::subscribe(
+        &fhir,
+        &store,
+        &args.group,
+        &args.endpoint,
+        args.heartbeat,
+    )
+    .await?;
+    if c.json {
+        return print_json(&s);
+    }
+    out!(
+        "Subscription/{} on Group/{} to {}: {} (the Producer sends a handshake; `atr listen` answers it)",
+        s.id,
+        s.group_id,
+        s.endpoint,
+        s.status
+    );
+    Ok(())
+}
+
+pub async fn unsubscribe(args: UnsubscribeArgs) -> Result<()> {
+    let c = &args.connect;
+    let fhir = c.fhir().await?;
+    let store = c.open_store()?;
+    let ids = atr_client::subscribe::unsubscribe(&fhir, &store, &args.group).await?;
+    if c.json {
+        return print_json(&ids);
+    }
+    for id in ids {
+        out!("Subscription/{id} on Group/{} is off", args.group);
+    }
+    Ok(())
+}
+
+pub async fn listen(args: ListenArgs) -> Result<()> {
+    let c = &args.connect;
+    let fhir = c.fhir().await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| ClientError::Config(format!("listening on {}: {e}", args.listen)))?;
+    let config = atr_client::listen::ListenConfig {
+        store_dir: c.store.clone(),
+        pull: !args.no_pull,
+        catch_up: !args.no_catch_up,
+        pull_options: PullOptions::default(),
+    };
+    let (addr, mut events) = atr_client::listen::start(listener, fhir, config).await?;
+    eprintln!("atr: listening for notifications on http://{addr}/");
+    while let Some(e) = events.recv().await {
+        if c.json {
+            out!("{}", serde_json::to_string(&e)?);
+            continue;
+        }
+        use atr_client::listen::ListenEvent as E;
+        match e {
+            E::Handshake { subscription } => out!("handshake of Subscription/{subscription}"),
+            E::Heartbeat { subscription } => out!("heartbeat of Subscription/{subscription}"),
+            E::Events {
+                subscription,
+                numbers,
+                recovered,
+            } => {
+                let gap = if recovered.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (missed {recovered:?}, fetched with $events)")
+                };
+                out!("Subscription/{subscription}: events {numbers:?}{gap}")
+            }
+            E::Duplicate {
+                subscription,
+                numbers,
+            } => out!("Subscription/{subscription}: events {numbers:?} again (already handled)"),
+            E::Pulled {
+                group,
+                pull_id,
+                members,
+            } => out!("pulled Group/{group}: pull {pull_id}, {members} members"),
+            E::PullFailed { group, error } => out!("pulling Group/{group} failed: {error}"),
+            E::Rejected { status, reason } => out!("refused a notification ({status}): {reason}"),
+        }
+    }
+    Ok(())
+}
+
 fn report_operation(json: bool, done: &str, r: &OperationResult) -> Result<()> {
     if json {
         return print_json(r);
@@ -662,6 +796,19 @@ fn chosen_pull(
         )));
     }
     Ok(p)
+}
+
+/// This process's peak resident memory (Linux), for the pull summary.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
 }
 
 fn today() -> String {

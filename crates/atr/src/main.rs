@@ -69,6 +69,12 @@ enum Command {
     Lists(consumer::ListsArgs),
     /// Consumer: reconcile a list's members ($member-add, $member-remove, $attribution-status).
     Member(consumer::MemberArgs),
+    /// Consumer: subscribe to a list's changes (atr-list-change, rest-hook, id-only).
+    Subscribe(consumer::SubscribeArgs),
+    /// Consumer: set this Consumer's Subscriptions on a list to off.
+    Unsubscribe(consumer::UnsubscribeArgs),
+    /// Consumer: receive notifications and pull each list that changed.
+    Listen(consumer::ListenArgs),
 }
 
 #[derive(Args)]
@@ -114,6 +120,9 @@ async fn main() {
         Command::Roster(args) => roster::run(args).await,
         Command::Lists(args) => consumer::lists(args).await,
         Command::Member(args) => consumer::member(args).await,
+        Command::Subscribe(args) => consumer::subscribe(args).await,
+        Command::Unsubscribe(args) => consumer::unsubscribe(args).await,
+        Command::Listen(args) => consumer::listen(args).await,
     };
     if let Err(e) = result {
         eprintln!("atr: {e:#}");
