@@ -6,7 +6,6 @@
 //! crash carries on: it polls the same job, skips finished files and asks for the rest of a
 //! partial one with `Range`.
 
-use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -19,8 +18,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::http::retry_after;
-use crate::roster::{GroupLine, directory_entry, resolve_roles};
-use crate::store::{ConsumerStore, DirectoryEntry, PullFile, PullRecord};
+use crate::roster::{directory_entry, stream_group};
+use crate::store::{ConsumerStore, PullFile, PullRecord};
 use crate::{ClientError, Fhir};
 
 /// How a pull runs.
@@ -251,20 +250,13 @@ async fn run(
     let download_seconds = download_started.elapsed().as_secs_f64();
     let store_started = std::time::Instant::now();
     bars.status.set_message("checking every line".to_string());
-    let snapshot = check(store, &record, &files, &bars.resources)?;
+    let snapshot = check_and_store(store, &record, &files, &bars.resources)?;
     let producer_errors = count_producer_errors(fhir, &manifest).await;
-    let members = snapshot.members.len();
+    let members = snapshot.members;
     let total_bytes: u64 = files
         .iter()
         .map(|f| std::fs::metadata(&f.path).map_or(0, |m| m.len()))
         .sum();
-    store.complete(
-        &record,
-        &snapshot.entries,
-        &snapshot.members,
-        snapshot.group_version.as_deref(),
-        snapshot.resources as i64,
-    )?;
     let store_seconds = store_started.elapsed().as_secs_f64();
     // The Producer may forget the job now (it frees its files).
     let _ = fhir.send(Method::DELETE, &status_url, &[], None).await;
@@ -439,25 +431,26 @@ async fn download(fhir: &Fhir, f: &PullFile, bar: &ProgressBar) -> Result<u64, C
 }
 
 struct Snapshot {
-    entries: Vec<DirectoryEntry>,
-    members: Vec<crate::store::MemberRow>,
+    members: usize,
     group_version: Option<String>,
     resources: u64,
 }
 
-/// Every line: JSON, of the manifest's type, no blank lines; exactly one Group, the one pulled;
-/// every member's Patient in this pull or a previous one of this Producer.
-fn check(
-    store: &ConsumerStore,
+/// Checks every line and stores the snapshot in one transaction, as it reads: every line JSON, of
+/// the manifest's type, no blank lines; exactly one Group, the one pulled; every member's
+/// Patient in this pull or an earlier one of this Producer. The other types are read first, so
+/// the Group's members (streamed, never held whole) find their names.
+fn check_and_store(
+    store: &mut ConsumerStore,
     record: &PullRecord,
     files: &[PullFile],
     bar: &ProgressBar,
 ) -> Result<Snapshot, ClientError> {
-    let mut entries: HashMap<String, DirectoryEntry> = HashMap::new();
-    let mut group: Option<GroupLine> = None;
+    let mut writer = store.snapshot(record)?;
     let mut resources = 0u64;
-    let mut patients: HashSet<String> = HashSet::new();
-    for f in files {
+    let (groups, others): (Vec<&PullFile>, Vec<&PullFile>) =
+        files.iter().partition(|f| f.rtype == "Group");
+    for f in others {
         let reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&f.path)?);
         for (n, line) in reader.lines().enumerate() {
             let line = line?;
@@ -467,28 +460,9 @@ fn check(
             }
             resources += 1;
             bar.inc(1);
-            if f.rtype == "Group" {
-                let g = GroupLine::parse(&line)
-                    .map_err(|e| ClientError::InvalidData(format!("{}: {e}", at())))?;
-                if g.id() != Some(record.group_id.as_str()) {
-                    return Err(ClientError::InvalidData(format!(
-                        "{}: Group/{} where Group/{} was pulled",
-                        at(),
-                        g.id().unwrap_or("?"),
-                        record.group_id
-                    )));
-                }
-                if group.replace(g).is_some() {
-                    return Err(ClientError::InvalidData(format!(
-                        "{}: a second Group",
-                        at()
-                    )));
-                }
-                continue;
-            }
-            let v: Value = serde_json::from_str(&line)
-                .map_err(|e| ClientError::InvalidData(format!("{}: not JSON ({e})", at())))?;
-            let rtype = v["resourceType"].as_str().unwrap_or("");
+            let v = crate::roster::ResourceView::parse(&line)
+                .map_err(|e| ClientError::InvalidData(format!("{}: not a resource ({e})", at())))?;
+            let rtype = v.resource_type.as_str();
             if rtype != f.rtype {
                 return Err(ClientError::InvalidData(format!(
                     "{}: a {rtype:?} in the {} file",
@@ -496,48 +470,69 @@ fn check(
                     f.rtype
                 )));
             }
-            if rtype == "Patient"
-                && let Some(id) = v["id"].as_str()
-            {
-                patients.insert(format!("Patient/{id}"));
-            }
-            if let Some(e) = directory_entry(rtype, &v) {
-                entries.insert(e.reference.clone(), e);
+            if let Some(e) = directory_entry(&v) {
+                writer.put_entry(&e)?;
             }
         }
     }
-    let group = group.ok_or_else(|| {
+    let mut head: Option<crate::roster::GroupHead> = None;
+    for f in groups {
+        if head.is_some() {
+            return Err(ClientError::InvalidData(format!(
+                "{}: a second Group",
+                file_name(&f.path)
+            )));
+        }
+        let reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&f.path)?);
+        let mut failure: Option<ClientError> = None;
+        let mut on_member = |m: &crate::roster::Member| -> Result<(), String> {
+            let n = writer.member_count() + 1;
+            let Some(patient) = m.patient() else {
+                return Err(format!("member {n} has no entity reference"));
+            };
+            let lookup = |r: &str| writer.lookup(r).ok().flatten();
+            if lookup(patient).is_none() {
+                return Err(format!(
+                    "member {n} names {patient}, which is neither in this export nor in an earlier pull"
+                ));
+            }
+            let row = m.row(&lookup);
+            if let Err(e) = writer.add_member(&row) {
+                let text = e.to_string();
+                failure = Some(e);
+                return Err(text);
+            }
+            Ok(())
+        };
+        let parsed = stream_group(reader, &mut on_member);
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let g =
+            parsed.map_err(|e| ClientError::InvalidData(format!("{}: {e}", file_name(&f.path))))?;
+        if g.resource_type.as_deref() != Some("Group")
+            || g.id.as_deref() != Some(record.group_id.as_str())
+        {
+            return Err(ClientError::InvalidData(format!(
+                "{}: {}/{} where Group/{} was pulled",
+                file_name(&f.path),
+                g.resource_type.as_deref().unwrap_or("?"),
+                g.id.as_deref().unwrap_or("?"),
+                record.group_id
+            )));
+        }
+        resources += 1;
+        bar.inc(1);
+        head = Some(g);
+    }
+    let head = head.ok_or_else(|| {
         ClientError::InvalidData(format!("the export holds no Group/{}", record.group_id))
     })?;
-    for (i, p) in group.patients().enumerate() {
-        let Some(p) = p else {
-            return Err(ClientError::InvalidData(format!(
-                "Group/{} member {} has no entity reference",
-                record.group_id,
-                i + 1
-            )));
-        };
-        if !patients.contains(p) && store.directory(&record.base_url, p)?.is_none() {
-            return Err(ClientError::InvalidData(format!(
-                "Group/{} member {} names {p}, which is neither in this export nor in an earlier pull",
-                record.group_id,
-                i + 1
-            )));
-        }
-    }
-    resolve_roles(&mut entries);
-    let base = record.base_url.clone();
-    let lookup = |r: &str| -> Option<DirectoryEntry> {
-        entries
-            .get(r)
-            .cloned()
-            .or_else(|| store.directory(&base, r).ok().flatten())
-    };
-    let members = group.rows(&lookup);
+    let members = writer.member_count() as usize;
+    writer.finish(head.version.as_deref(), resources as i64)?;
     Ok(Snapshot {
-        group_version: group.version().map(str::to_string),
-        entries: entries.into_values().collect(),
         members,
+        group_version: head.version,
         resources,
     })
 }

@@ -358,68 +358,18 @@ impl ConsumerStore {
             .optional()?)
     }
 
-    /// Stores a completed pull in one transaction: the directory entries it brought, its members,
-    /// its summary figures.
-    pub fn complete(
-        &mut self,
-        pull: &PullRecord,
-        entries: &[DirectoryEntry],
-        members: &[MemberRow],
-        group_version: Option<&str>,
-        resource_count: i64,
-    ) -> Result<(), ClientError> {
+    /// Starts storing a pull's snapshot: directory entries and member rows are written as they
+    /// are read, in one transaction that [`SnapshotWriter::finish`] commits (dropped unfinished,
+    /// nothing of it stays).
+    pub fn snapshot(&mut self, pull: &PullRecord) -> Result<SnapshotWriter<'_>, ClientError> {
         let tx = self.db.transaction()?;
-        {
-            let mut put = tx.prepare(
-                "INSERT INTO directory (base_url, reference, display, member_id, plan) VALUES (?1, ?2, ?3, ?4, ?5) \
-                 ON CONFLICT (base_url, reference) DO UPDATE SET display = excluded.display, \
-                 member_id = excluded.member_id, plan = excluded.plan",
-            )?;
-            for e in entries {
-                put.execute(params![
-                    pull.base_url,
-                    e.reference,
-                    e.display,
-                    e.member_id,
-                    e.plan
-                ])?;
-            }
-            let mut add = tx.prepare(
-                "INSERT INTO member (pull_id, ord, patient, member_id, name, provider, provider_name, coverage, plan, \
-                 period_start, period_end, change_type, inactive) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-            )?;
-            tx.execute("DELETE FROM member WHERE pull_id = ?1", params![pull.id])?;
-            for (ord, m) in members.iter().enumerate() {
-                add.execute(params![
-                    pull.id,
-                    ord as i64,
-                    m.patient,
-                    m.member_id,
-                    m.name,
-                    m.provider,
-                    m.provider_name,
-                    m.coverage,
-                    m.plan,
-                    m.period_start,
-                    m.period_end,
-                    m.change_type,
-                    m.inactive
-                ])?;
-            }
-        }
-        tx.execute(
-            "UPDATE pull SET state = 'complete', finished_at = ?1, group_version = ?2, member_count = ?3, \
-             resource_count = ?4 WHERE id = ?5",
-            params![
-                now_text(),
-                group_version,
-                members.len() as i64,
-                resource_count,
-                pull.id
-            ],
-        )?;
-        tx.commit()?;
-        Ok(())
+        tx.execute("DELETE FROM member WHERE pull_id = ?1", params![pull.id])?;
+        Ok(SnapshotWriter {
+            tx,
+            base_url: pull.base_url.clone(),
+            pull_id: pull.id,
+            members: 0,
+        })
     }
 
     /// The members of a completed pull, in the list's order.
@@ -508,6 +458,91 @@ impl ConsumerStore {
             "UPDATE subscription SET status = ?1 WHERE base_url = ?2 AND id = ?3",
             params![status, base_url, id],
         )?;
+        Ok(())
+    }
+}
+
+/// A pull's snapshot being written (see [`ConsumerStore::snapshot`]).
+pub struct SnapshotWriter<'a> {
+    tx: rusqlite::Transaction<'a>,
+    base_url: String,
+    pull_id: i64,
+    members: i64,
+}
+
+impl SnapshotWriter<'_> {
+    /// Adds or replaces a directory entry.
+    pub fn put_entry(&self, e: &DirectoryEntry) -> Result<(), ClientError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO directory (base_url, reference, display, member_id, plan) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (base_url, reference) DO UPDATE SET display = excluded.display, \
+                 member_id = excluded.member_id, plan = excluded.plan",
+            )?
+            .execute(params![self.base_url, e.reference, e.display, e.member_id, e.plan])?;
+        Ok(())
+    }
+
+    /// The entry for `reference`, from this pull or an earlier one.
+    pub fn lookup(&self, reference: &str) -> Result<Option<DirectoryEntry>, ClientError> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT reference, display, member_id, plan FROM directory WHERE base_url = ?1 AND reference = ?2",
+            )?
+            .query_row(params![self.base_url, reference], |r| {
+                Ok(DirectoryEntry {
+                    reference: r.get(0)?,
+                    display: r.get(1)?,
+                    member_id: r.get(2)?,
+                    plan: r.get(3)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Appends a member row (in the list's order).
+    pub fn add_member(&mut self, m: &MemberRow) -> Result<(), ClientError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO member (pull_id, ord, patient, member_id, name, provider, provider_name, coverage, plan, \
+                 period_start, period_end, change_type, inactive) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            )?
+            .execute(params![
+                self.pull_id,
+                self.members,
+                m.patient,
+                m.member_id,
+                m.name,
+                m.provider,
+                m.provider_name,
+                m.coverage,
+                m.plan,
+                m.period_start,
+                m.period_end,
+                m.change_type,
+                m.inactive
+            ])?;
+        self.members += 1;
+        Ok(())
+    }
+
+    pub fn member_count(&self) -> i64 {
+        self.members
+    }
+
+    /// Marks the pull complete and commits everything.
+    pub fn finish(
+        self,
+        group_version: Option<&str>,
+        resource_count: i64,
+    ) -> Result<(), ClientError> {
+        self.tx.execute(
+            "UPDATE pull SET state = 'complete', finished_at = ?1, group_version = ?2, member_count = ?3, \
+             resource_count = ?4 WHERE id = ?5",
+            params![now_text(), group_version, self.members, resource_count, self.pull_id],
+        )?;
+        self.tx.commit()?;
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! The Consumer's HTTP rules against a stand-in payer on loopback: the bearer token goes to the
 //! Producer's own origin only (a redirect to another host is followed without it), 503 with
-//! `Retry-After` is retried, and a Producer's OperationOutcome comes back in its own words.
+//! `Retry-After` is retried, a Producer's OperationOutcome comes back in its own words, and a
+//! Producer without `$davinci-data-export` (STU1) is pulled with `$export`.
 
 use std::sync::{Arc, Mutex};
 
@@ -149,4 +150,102 @@ async fn the_token_stays_with_the_producer_and_busy_answers_are_retried() {
         other => panic!("{other}"),
     }
     assert_eq!(refused.exit_code(), 4);
+}
+
+/// An STU1 Producer: no `$davinci-data-export`, `$export` with `Retry-After` as an HTTP date.
+#[tokio::test]
+async fn a_pull_from_an_stu1_producer_falls_back_to_export() {
+    let polls = Arc::new(Mutex::new(0u32));
+    let base = Arc::new(Mutex::new(String::new()));
+    let (p, b, b2) = (polls.clone(), base.clone(), base.clone());
+    let app = axum::Router::new()
+        .route(
+            "/auth/token",
+            post(|| async { axum::Json(serde_json::json!({"access_token": "t", "expires_in": 300})) }),
+        )
+        .route(
+            "/fhir/Group/g1/$davinci-data-export",
+            get(|| async {
+                let outcome = serde_json::json!({"resourceType": "OperationOutcome", "issue": [
+                    {"severity": "error", "code": "not-supported", "diagnostics": "unknown operation"}]});
+                (StatusCode::NOT_FOUND, axum::Json(outcome)).into_response()
+            }),
+        )
+        .route(
+            "/fhir/Group/g1/$export",
+            get(move || {
+                let b = b.clone();
+                async move {
+                    let status = format!("{}/fhir/status/1", b.lock().expect("lock"));
+                    (StatusCode::ACCEPTED, [("content-location", status)]).into_response()
+                }
+            }),
+        )
+        .route(
+            "/fhir/status/1",
+            get(move || {
+                let (p, b) = (p.clone(), b2.clone());
+                async move {
+                    let mut n = p.lock().expect("lock");
+                    *n += 1;
+                    if *n == 1 {
+                        let soon = httpdate::fmt_http_date(std::time::SystemTime::now());
+                        return (StatusCode::ACCEPTED, [("retry-after", soon), ("x-progress", "half".into())])
+                            .into_response();
+                    }
+                    let base = b.lock().expect("lock").clone();
+                    axum::Json(serde_json::json!({
+                        "transactionTime": "2026-12-02T10:00:00Z",
+                        "request": format!("{base}/fhir/Group/g1/$export"),
+                        "requiresAccessToken": true,
+                        "output": [
+                            {"type": "Patient", "url": format!("{base}/fhir/files/p.ndjson"), "count": 1},
+                            {"type": "Group", "url": format!("{base}/fhir/files/g.ndjson"), "count": 1},
+                        ],
+                        "error": [],
+                    }))
+                    .into_response()
+                }
+            }),
+        )
+        .route(
+            "/fhir/files/p.ndjson",
+            get(|| async {
+                "{\"resourceType\":\"Patient\",\"id\":\"a\",\"name\":[{\"family\":\"Doe\",\"given\":[\"Ann\"]}]}\n"
+            }),
+        )
+        .route(
+            "/fhir/files/g.ndjson",
+            get(|| async {
+                "{\"resourceType\":\"Group\",\"id\":\"g1\",\"meta\":{\"versionId\":\"3\"},\"member\":[{\"entity\":{\"reference\":\"Patient/a\"}}]}\n"
+            }),
+        );
+    let origin = serve(app).await;
+    *base.lock().expect("lock") = origin.clone();
+    let keys = atr_auth::generate(atr_auth::SigningAlg::Es384).expect("keygen");
+    let fhir = Fhir::connect(&Profile {
+        name: "stu1".into(),
+        fhir_base_url: format!("{origin}/fhir"),
+        client_id: "clinic".into(),
+        private_jwks: keys.private.to_json(),
+        token_url: Some(format!("{origin}/auth/token")),
+        scopes: "system/*.read".into(),
+    })
+    .await
+    .expect("connect");
+    let dir = tempfile::tempdir().expect("dir");
+    let mut store = atr_client::ConsumerStore::open(dir.path()).expect("store");
+    let report = atr_client::pull::pull(&fhir, &mut store, "g1", &Default::default())
+        .await
+        .expect("pull");
+    assert_eq!(report.operation, "$export");
+    assert_eq!((report.members, report.resources), (1, 2));
+    assert_eq!(report.group_version.as_deref(), Some("3"));
+    assert_eq!(
+        *polls.lock().expect("lock"),
+        2,
+        "polled again after the Retry-After date"
+    );
+    let members = store.members(report.pull_id).expect("members");
+    assert_eq!(members[0].name.as_deref(), Some("Ann Doe"));
 }
