@@ -3,48 +3,25 @@
 
 #[path = "../../atr-server/tests/common/mod.rs"]
 mod common;
+mod support;
 
 use atr_client::discover::{Criteria, discover, pick_for_contract};
 use atr_client::pull::{PullOptions, pull};
 use atr_client::reconcile::{self, MemberSelector};
 use atr_client::{ClientError, ConsumerStore, Fhir, Profile};
-use atr_server::auth::registry::{NewClient, register};
-use common::{NPI, TestApp, load_synthetic_members, npi_of, spawn_apps};
-
-/// A provider organisation's Consumer profile for `app`, registered with a fresh key.
-async fn provider_profile(app: &TestApp, id: &str, org: &str) -> Profile {
-    let npi = npi_of(app, org).await;
-    let keys = atr_auth::generate(atr_auth::SigningAlg::Es384).expect("keygen");
-    register(
-        app.store.as_ref(),
-        NewClient {
-            client_id: id.into(),
-            name: id.into(),
-            admin: false,
-            jwks: Some(keys.public.to_json()),
-            jwks_url: None,
-            scopes: vec!["system/*.read".into(), "system/Group.u".into()],
-            identifiers: vec![format!("{NPI}|{npi}")],
-        },
-    )
-    .await
-    .expect("register");
-    Profile {
-        name: id.into(),
-        fhir_base_url: app.base.clone(),
-        client_id: id.into(),
-        private_jwks: keys.private.to_json(),
-        // Found through .well-known/smart-configuration.
-        token_url: None,
-        scopes: atr_client::config::DEFAULT_SCOPES.into(),
-    }
-}
+use common::{load_synthetic_members, npi_of, spawn_apps};
 
 #[tokio::test]
 async fn discover_pull_reconcile_pull_again_and_diff_shows_exactly_the_changes() {
     for app in spawn_apps().await {
         load_synthetic_members(&app, 400).await;
-        let profile = provider_profile(&app, "org-1-consumer", "org-1").await;
+        let profile = support::provider_profile(
+            &app,
+            "org-1-consumer",
+            "org-1",
+            &["system/*.read", "system/Group.u"],
+        )
+        .await;
         let fhir = Fhir::connect(&profile).await.expect("connect");
         let npi = npi_of(&app, "org-1").await;
 

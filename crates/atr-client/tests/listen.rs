@@ -5,15 +5,15 @@
 
 #[path = "../../atr-server/tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::time::Duration;
 
 use atr_client::listen::{ListenConfig, ListenEvent};
 use atr_client::pull::PullOptions;
 use atr_client::reconcile::{self, MemberSelector};
-use atr_client::{ConsumerStore, Fhir, Profile};
-use atr_server::auth::registry::{NewClient, register};
-use common::{NPI, TestApp, load_synthetic_members, npi_of, spawn_apps_with};
+use atr_client::{ConsumerStore, Fhir};
+use common::{TestApp, load_synthetic_members, spawn_apps_with};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -22,37 +22,6 @@ fn fast_delivery(config: &mut atr_server::ServerConfig) {
     config.notify.poll = Duration::from_millis(50);
     config.notify.backoff_base = Duration::from_millis(40);
     config.notify.backoff_max = Duration::from_millis(200);
-}
-
-async fn profile(app: &TestApp, id: &str, org: &str) -> Profile {
-    let npi = npi_of(app, org).await;
-    let keys = atr_auth::generate(atr_auth::SigningAlg::Rs384).expect("keygen");
-    register(
-        app.store.as_ref(),
-        NewClient {
-            client_id: id.into(),
-            name: id.into(),
-            admin: false,
-            jwks: Some(keys.public.to_json()),
-            jwks_url: None,
-            scopes: vec![
-                "system/*.read".into(),
-                "system/Group.u".into(),
-                "system/Subscription.cruds".into(),
-            ],
-            identifiers: vec![format!("{NPI}|{npi}")],
-        },
-    )
-    .await
-    .expect("register");
-    Profile {
-        name: id.into(),
-        fhir_base_url: app.base.clone(),
-        client_id: id.into(),
-        private_jwks: keys.private.to_json(),
-        token_url: None,
-        scopes: atr_client::config::DEFAULT_SCOPES.into(),
-    }
 }
 
 /// The next reported event that `wanted` accepts (others are skipped), within [`WAIT`].
@@ -100,7 +69,17 @@ async fn remove_first_active(fhir: &Fhir, app: &TestApp, group: &str) -> String 
 async fn a_change_is_a_numbered_event_that_triggers_a_pull_and_gaps_are_filled() {
     for app in spawn_apps_with(fast_delivery).await {
         load_synthetic_members(&app, 400).await;
-        let profile = profile(&app, "org-1-listener", "org-1").await;
+        let profile = support::provider_profile(
+            &app,
+            "org-1-listener",
+            "org-1",
+            &[
+                "system/*.read",
+                "system/Group.u",
+                "system/Subscription.cruds",
+            ],
+        )
+        .await;
         let fhir = Fhir::connect(&profile).await.expect("connect");
         let dir = tempfile::tempdir().expect("dir");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -87,9 +87,18 @@ impl NotifyConfig {
     }
 }
 
+/// Whether client `.0` may still read Group `.1` (the server's access policy, asked before every
+/// delivery: a provider whose contract ended hears nothing more about the list).
+pub type AccessCheck = Arc<
+    dyn Fn(String, String) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// Delivery for one server instance.
 pub struct Notifier {
     store: Arc<dyn Store>,
+    access: AccessCheck,
     base_url: String,
     config: NotifyConfig,
     http: reqwest::Client,
@@ -99,7 +108,12 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    pub fn new(store: Arc<dyn Store>, base_url: &str, config: NotifyConfig) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        base_url: &str,
+        config: NotifyConfig,
+        access: AccessCheck,
+    ) -> Self {
         let http = reqwest::Client::builder()
             // A notification goes where the Subscription says and nowhere else.
             .redirect(reqwest::redirect::Policy::none())
@@ -109,6 +123,7 @@ impl Notifier {
             .unwrap_or_else(|_| reqwest::Client::new());
         Notifier {
             store,
+            access,
             base_url: base_url.trim_end_matches('/').to_string(),
             config,
             http,
@@ -215,6 +230,13 @@ impl Notifier {
                         .join("; ")
                 )
             })?;
+        if !(self.access)(record.client_id.clone(), record.group_id.clone()).await {
+            // Retried on the usual schedule: access may come back (a renewed contract).
+            return Err(format!(
+                "client {} may no longer access Group/{}",
+                record.client_id, record.group_id
+            ));
+        }
         let status =
             SubscriptionStatus::parse(&record.status).unwrap_or(SubscriptionStatus::Active);
         let since_start = u64::try_from(record.events_since_start).unwrap_or(0);

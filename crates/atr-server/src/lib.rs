@@ -131,6 +131,7 @@ pub async fn state_for(
         store.clone(),
         &base_url,
         config.notify.clone(),
+        auth::group_access_check(store.clone()),
     ));
     notifier.spawn();
     Ok(AppState {

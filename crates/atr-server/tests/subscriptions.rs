@@ -449,6 +449,51 @@ async fn off_stops_delivery_and_a_group_the_client_may_not_see_is_401() {
 }
 
 #[tokio::test]
+async fn a_client_that_loses_access_to_the_list_hears_nothing_more_about_it() {
+    for app in spawn_apps_with(fast_delivery).await {
+        load_synthetic(&app).await;
+        let receiver = Receiver::start().await;
+        let client = provider_client(
+            &app,
+            "org-1-leaving",
+            "org-1",
+            "system/*.read system/Subscription.cruds",
+        )
+        .await;
+        let hook = receiver.endpoint("leaving");
+        let (status, made) = create(&app, &client, &subscription("list-5", &hook)).await;
+        assert_eq!(status, 201, "{made}");
+        let id = made["id"].as_str().expect("id").to_string();
+        wait_for_status(&app, &id, "active").await;
+        // The contract ends: the payer registers the client for another organisation only.
+        let npi = common::npi_of(&app, "org-2").await;
+        app.register(
+            "org-1-leaving",
+            atr_auth::SigningAlg::Es384,
+            &[&format!("{}|{npi}", common::NPI)],
+            &["system/*.read", "system/Subscription.cruds"],
+            false,
+        )
+        .await;
+        remove_and_add(&app, "list-5").await;
+        let failed = wait_for_status(&app, &id, "error").await;
+        assert!(
+            failed["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("may no longer access Group/list-5")),
+            "{failed}"
+        );
+        assert!(
+            receiver
+                .at("/hook/leaving")
+                .iter()
+                .all(|r| r.kind() != "event-notification"),
+            "no event reached a client without access"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_quiet_subscription_gets_heartbeats_at_its_period() {
     for app in spawn_apps_with(fast_delivery).await {
         load_synthetic(&app).await;

@@ -21,12 +21,6 @@ const CLIENT_ID: &str = "consumer-kill";
 /// Enough members that the list's files take a while to download one at a time.
 const MEMBERS: &str = "12000";
 
-fn atr_ok(args: &[&str]) -> String {
-    let out = common::run(TIMEOUT, Command::new(ATR).args(args));
-    assert!(out.status.success(), "atr {args:?}: {}", out.stderr);
-    out.stdout
-}
-
 fn lines_by_type(dir: &Path) -> BTreeMap<String, Vec<Value>> {
     let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for entry in std::fs::read_dir(dir).expect("pull dir") {
@@ -49,36 +43,24 @@ fn lines_by_type(dir: &Path) -> BTreeMap<String, Vec<Value>> {
 async fn a_pull_killed_mid_download_resumes_with_every_resource_once() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path();
-    let d = dir.to_str().expect("utf-8 path");
-    let data = dir.join("data");
-    let (ndjson, store) = (format!("{d}/ndjson"), format!("{d}/data"));
-    let (private, public) = (
-        format!("{d}/private.jwks.json"),
-        format!("{d}/public.jwks.json"),
-    );
-    atr_ok(&[
-        "synth",
-        "--members",
-        MEMBERS,
-        "--lists",
-        "2",
-        "--largest-list-share",
-        "0.9",
-        "--out",
-        &ndjson,
-    ]);
-    atr_ok(&["load", &ndjson, "--data-dir", &store]);
-    atr_ok(&["keygen", "--private", &private, "--public", &public]);
-    atr_ok(&[
-        "clients",
-        "--data-dir",
-        &store,
-        "add",
+    let common::Dataset {
+        data_dir: data,
+        private_jwks,
+        ..
+    } = common::admin_dataset(
+        dir,
+        &[
+            "--members",
+            MEMBERS,
+            "--lists",
+            "2",
+            "--largest-list-share",
+            "0.9",
+        ],
         CLIENT_ID,
-        "--admin",
-        "--jwks",
-        &public,
-    ]);
+        None,
+        TIMEOUT,
+    );
     let server = Server::start(
         &[
             "--data-dir".as_ref(),
@@ -89,8 +71,6 @@ async fn a_pull_killed_mid_download_resumes_with_every_resource_once() {
         ],
         TIMEOUT,
     );
-    let private_jwks: Value =
-        serde_json::from_str(&std::fs::read_to_string(&private).expect("read keys")).expect("json");
     let creds = dir.join("credentials.json");
     std::fs::write(
         &creds,

@@ -68,12 +68,6 @@ fn admin_token(server: &Server, dir: &Path, private_jwks: &Value) -> String {
 
 const CLIENT_ID: &str = "export-kill-admin";
 
-fn atr_ok(args: &[&str]) -> String {
-    let out = common::run(TIMEOUT, Command::new(ATR).args(args));
-    assert!(out.status.success(), "atr {args:?}: {}", out.stderr);
-    out.stdout
-}
-
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(TIMEOUT)
@@ -275,41 +269,25 @@ async fn export_survives_kill_9_of_the_server_mid_export() {
     let started = Instant::now();
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path();
-    let d = dir.to_str().expect("utf-8 path");
-    let data = dir.join("data");
-    let (ndjson, store) = (format!("{d}/ndjson"), format!("{d}/data"));
-    let (private, public) = (
-        format!("{d}/private.jwks.json"),
-        format!("{d}/public.jwks.json"),
-    );
-
     // A data set with one big list, loaded; an admin client that sees every Group.
-    atr_ok(&[
-        "synth",
-        "--members",
-        MEMBERS,
-        "--lists",
-        "2",
-        "--largest-list-share",
-        "0.9",
-        "--out",
-        &ndjson,
-    ]);
-    let loaded = atr_ok(&["load", &ndjson, "--data-dir", &store]);
-    atr_ok(&["keygen", "--private", &private, "--public", &public]);
-    atr_ok(&[
-        "clients",
-        "--data-dir",
-        &store,
-        "add",
+    let common::Dataset {
+        data_dir: data,
+        loaded,
+        private_jwks,
+    } = common::admin_dataset(
+        dir,
+        &[
+            "--members",
+            MEMBERS,
+            "--lists",
+            "2",
+            "--largest-list-share",
+            "0.9",
+        ],
         CLIENT_ID,
-        "--admin",
-        "--jwks",
-        &public,
-    ]);
-    let private_jwks: Value =
-        serde_json::from_str(&std::fs::read_to_string(&private).expect("read private keys"))
-            .expect("private keys JSON");
+        None,
+        TIMEOUT,
+    );
     let prepared = started.elapsed();
 
     // The first server; the largest list.

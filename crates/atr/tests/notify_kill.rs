@@ -38,12 +38,6 @@ fn start_server(data_dir: &Path) -> Server {
     )
 }
 
-fn atr_ok(args: &[&str]) -> String {
-    let out = common::run(TIMEOUT, Command::new(ATR).args(args));
-    assert!(out.status.success(), "atr {args:?}: {}", out.stderr);
-    out.stdout
-}
-
 fn admin_token(server: &Server, dir: &Path, private_jwks: &Value) -> String {
     let creds = dir.join("credentials.json");
     let doc = json!({
@@ -88,31 +82,17 @@ async fn call(
 async fn events_pending_when_the_server_is_killed_are_delivered_after_restart() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path();
-    let d = dir.to_str().expect("utf-8 path");
-    let data = dir.join("data");
-    let (ndjson, store) = (format!("{d}/ndjson"), format!("{d}/data"));
-    let (private, public) = (
-        format!("{d}/private.jwks.json"),
-        format!("{d}/public.jwks.json"),
-    );
-    atr_ok(&["synth", "--members", "60", "--lists", "3", "--out", &ndjson]);
-    atr_ok(&["load", &ndjson, "--data-dir", &store]);
-    atr_ok(&["keygen", "--private", &private, "--public", &public]);
-    atr_ok(&[
-        "clients",
-        "--data-dir",
-        &store,
-        "add",
+    let common::Dataset {
+        data_dir: data,
+        private_jwks,
+        ..
+    } = common::admin_dataset(
+        dir,
+        &["--members", "60", "--lists", "3"],
         CLIENT_ID,
-        "--admin",
-        "--jwks",
-        &public,
-        "--scope",
-        "system/*.cruds",
-    ]);
-    let private_jwks: Value =
-        serde_json::from_str(&std::fs::read_to_string(&private).expect("read private keys"))
-            .expect("private keys JSON");
+        Some("system/*.cruds"),
+        TIMEOUT,
+    );
 
     let receiver = Receiver::start().await;
     let hook = receiver.endpoint("kill");

@@ -112,6 +112,23 @@ pub fn access_for(client: &ClientRecord) -> Access {
     )
 }
 
+/// Whether a registered, enabled client may still read a Group, as the notifier asks before each
+/// delivery (read from the registry each time: a changed or disabled client takes effect at once).
+pub fn group_access_check(store: Arc<dyn Store>) -> atr_notify::AccessCheck {
+    Arc::new(move |client_id: String, group_id: String| {
+        let store = store.clone();
+        Box::pin(async move {
+            match store.client(&client_id).await {
+                Ok(Some(c)) if c.enabled => store
+                    .visible(ResourceType::Group, &group_id, &access_for(&c))
+                    .await
+                    .unwrap_or(false),
+                _ => false,
+            }
+        })
+    })
+}
+
 /// A registry lookup and when it was made (`None`: no such client).
 type CachedClient = (Instant, Option<Arc<ClientRecord>>);
 

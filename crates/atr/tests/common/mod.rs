@@ -128,3 +128,68 @@ pub fn run(timeout: Duration, cmd: &mut Command) -> Output {
         stderr: stderr.join().expect("stderr"),
     }
 }
+
+/// `atr ARGS…`, which must succeed within `timeout`; its stdout.
+pub fn atr_ok(timeout: Duration, args: &[&str]) -> String {
+    let out = run(timeout, Command::new(ATR).args(args));
+    assert!(out.status.success(), "atr {args:?}: {}", out.stderr);
+    out.stdout
+}
+
+/// A synthetic data set loaded into a data directory, with an admin client that sees every Group.
+pub struct Dataset {
+    pub data_dir: std::path::PathBuf,
+    /// What `atr load` printed.
+    pub loaded: String,
+    /// The admin client's private JWK set.
+    pub private_jwks: serde_json::Value,
+}
+
+/// `atr synth SYNTH_ARGS… --out <dir>/ndjson`, `atr load` into `<dir>/data`, `atr keygen`, and
+/// `atr clients add CLIENT_ID --admin` (with `--scope SCOPE` when given): what the process-level
+/// tests start from.
+pub fn admin_dataset(
+    dir: &std::path::Path,
+    synth_args: &[&str],
+    client_id: &str,
+    scope: Option<&str>,
+    timeout: Duration,
+) -> Dataset {
+    let d = dir.to_str().expect("utf-8 path");
+    let (ndjson, data) = (format!("{d}/ndjson"), format!("{d}/data"));
+    let (private, public) = (
+        format!("{d}/private.jwks.json"),
+        format!("{d}/public.jwks.json"),
+    );
+    let mut synth = vec!["synth"];
+    synth.extend_from_slice(synth_args);
+    synth.extend_from_slice(&["--out", &ndjson]);
+    atr_ok(timeout, &synth);
+    let loaded = atr_ok(timeout, &["load", &ndjson, "--data-dir", &data]);
+    atr_ok(
+        timeout,
+        &["keygen", "--private", &private, "--public", &public],
+    );
+    let mut add = vec![
+        "clients",
+        "--data-dir",
+        &data,
+        "add",
+        client_id,
+        "--admin",
+        "--jwks",
+        &public,
+    ];
+    if let Some(s) = scope {
+        add.extend_from_slice(&["--scope", s]);
+    }
+    atr_ok(timeout, &add);
+    let private_jwks =
+        serde_json::from_str(&std::fs::read_to_string(&private).expect("read private keys"))
+            .expect("private keys JSON");
+    Dataset {
+        data_dir: dir.join("data"),
+        loaded,
+        private_jwks,
+    }
+}
