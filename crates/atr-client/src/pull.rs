@@ -147,18 +147,19 @@ pub async fn pull(
         Err(e) => {
             bars.status
                 .abandon_with_message(format!("pull {} stopped: {e}", record.id));
-            // A job the Producer no longer has cannot be resumed; anything else can.
-            if matches!(
+            // Resumable unless no export job was started, the Producer no longer has the job, or
+            // what it sent does not hold together: those start afresh next time.
+            let started_job = store
+                .pull(record.id)?
+                .is_some_and(|p| p.status_url.is_some());
+            let gone = matches!(
                 &e,
                 ClientError::Refused {
                     status: 404 | 410,
                     ..
                 }
-            ) && record.status_url.is_some()
-            {
-                store.fail(record.id, &e.to_string())?;
-            }
-            if matches!(e, ClientError::InvalidData(_)) {
+            );
+            if !started_job || gone || matches!(e, ClientError::InvalidData(_)) {
                 store.fail(record.id, &e.to_string())?;
             }
             Err(e)

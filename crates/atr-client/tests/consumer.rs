@@ -182,6 +182,13 @@ async fn discover_pull_reconcile_pull_again_and_diff_shows_exactly_the_changes()
             matches!(hidden, ClientError::Refused { status: 404, .. }),
             "{hidden}"
         );
+        // Nothing was started, so nothing is left to resume.
+        assert!(
+            store
+                .unfinished(fhir.base(), "list-2")
+                .expect("read")
+                .is_none()
+        );
     }
 }
 

@@ -302,6 +302,11 @@ pub async fn lists(args: ListsArgs) -> Result<()> {
             on,
         } => {
             let fhir = c.fhir().await?;
+            // The contract identifier alone is enough to search by.
+            let identifier = match (&identifier, &npi, &tin, &name, &contract) {
+                (None, None, None, None, Some(contract)) => Some(contract.clone()),
+                _ => identifier,
+            };
             let found = discover(
                 &fhir,
                 &Criteria {

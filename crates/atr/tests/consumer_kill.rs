@@ -184,6 +184,55 @@ async fn a_pull_killed_mid_download_resumes_with_every_resource_once() {
         report["members"].as_u64().expect("members")
     );
     assert!(members.iter().all(|m| patients.contains(&m.patient)));
+    // The store as the other commands show it.
+    let cli = |args: &[&str]| {
+        let mut cmd = Command::new(ATR);
+        cmd.args(args)
+            .arg("--credentials")
+            .arg(&creds)
+            .arg("--store")
+            .arg(&consumer)
+            .arg("--scopes")
+            .arg("system/*.read");
+        common::run(TIMEOUT, &mut cmd)
+    };
+    let shown = cli(&["lists", "show", "list-1", "--csv"]);
+    assert!(shown.status.success(), "{}", shown.stderr);
+    assert_eq!(
+        shown.stdout.lines().count(),
+        members.len() + 1,
+        "a header and a row per entry"
+    );
+    assert!(
+        shown.stdout.starts_with("NAME,MEMBER ID,PATIENT,"),
+        "{}",
+        &shown.stdout[..80]
+    );
+    let none = cli(&["lists", "show", "list-9"]);
+    assert_eq!(none.status.code(), Some(7), "not found: {}", none.stderr);
+    assert_eq!(
+        none.stderr.trim().lines().count(),
+        1,
+        "one line: {}",
+        none.stderr
+    );
+    let diff = cli(&["lists", "diff", "list-1"]);
+    assert_eq!(
+        diff.status.code(),
+        Some(7),
+        "one pull has nothing to compare: {}",
+        diff.stderr
+    );
+    // A read-only token may not change the list: refused as an authorization failure.
+    let write = cli(&[
+        "member",
+        "remove",
+        "list-1",
+        "--patient",
+        &members[0].patient,
+    ]);
+    assert_eq!(write.status.code(), Some(3), "{}", write.stderr);
+    assert!(write.stderr.contains("403"), "{}", write.stderr);
     eprintln!(
         "killed after {:?} with {done_before}/{total_files} files done; resumed to {} members",
         started.elapsed(),
