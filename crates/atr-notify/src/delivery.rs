@@ -24,6 +24,9 @@ use tokio::sync::{Notify, Semaphore};
 use crate::notification::{ListChangeEvent, Notification, NotificationKind};
 use crate::subscription::{EndpointPolicy, ListSubscription, SubscriptionStatus};
 
+/// How often an instance forgets old delivered events.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
 /// How delivery runs.
 #[derive(Debug, Clone)]
 pub struct NotifyConfig {
@@ -46,6 +49,8 @@ pub struct NotifyConfig {
     pub endpoint_policy: EndpointPolicy,
     /// A shorter `heartbeat-period` is raised to this (a tiny one would flood the endpoint).
     pub min_heartbeat: Duration,
+    /// Delivered events older than this are forgotten (`$events` answers for what is kept).
+    pub event_retention: Duration,
 }
 
 impl Default for NotifyConfig {
@@ -61,6 +66,7 @@ impl Default for NotifyConfig {
             max_events: 100,
             endpoint_policy: EndpointPolicy::HttpsOrLoopback,
             min_heartbeat: Duration::from_secs(10),
+            event_retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -149,7 +155,17 @@ impl Notifier {
 
     async fn run(self: Arc<Self>) {
         let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        let mut pruned_at: Option<std::time::Instant> = None;
         loop {
+            if pruned_at.is_none_or(|t| t.elapsed() > PRUNE_EVERY) {
+                pruned_at = Some(std::time::Instant::now());
+                let before = now_micros() - self.config.event_retention.as_micros() as i64;
+                match self.store.prune_subscription_events(before).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(events = n, "forgot old delivered events"),
+                    Err(e) => tracing::warn!(error = %e, "pruning old events failed"),
+                }
+            }
             let now = now_micros();
             let lease_until = now + self.config.lease().as_micros() as i64;
             let free = slots

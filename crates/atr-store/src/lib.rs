@@ -275,6 +275,10 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<SubscriptionEvent>, StoreError>;
 
+    /// Forgets delivered events that occurred before `before` (µs): `$events` answers for what
+    /// is kept. Undelivered events stay whatever their age. Returns how many went.
+    async fn prune_subscription_events(&self, before: i64) -> Result<u64, StoreError>;
+
     /// Leases to `owner`, until `lease_until`, up to `limit` Subscriptions with something due at
     /// `now`: a handshake, undelivered events, or a heartbeat after `heartbeat_secs` of silence.
     async fn claim_deliveries(

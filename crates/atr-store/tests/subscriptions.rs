@@ -360,3 +360,50 @@ async fn heartbeats_fall_due_after_the_period_of_silence() {
         assert_eq!(due.len(), 1);
     }
 }
+
+#[tokio::test]
+async fn old_delivered_events_are_pruned_and_undelivered_ones_stay() {
+    for (store, _dir) in stores().await {
+        store
+            .write(write_of(&group("g1", &["Patient/a"]), WriteMode::Create))
+            .await
+            .expect("g1");
+        store
+            .create_subscription(&subscription("s1", "g1", false), 0)
+            .await
+            .expect("create");
+        let mut times = Vec::new();
+        for patient in ["Patient/b", "Patient/c", "Patient/d"] {
+            let out = store
+                .change_members(
+                    "g1",
+                    MemberChange::Add(atr_model::group::MemberEntry::from_value(
+                        &json!({"entity": {"reference": patient}}),
+                    )),
+                    None,
+                )
+                .await
+                .expect("add");
+            times.push(out.last_updated);
+        }
+        // Events 1 and 2 delivered; 3 not.
+        store.claim_deliveries("a", 1, 10, 10).await.expect("claim");
+        store
+            .finish_delivery("s1", "a", &DeliveryResult::Events { through: 2 }, 5)
+            .await
+            .expect("delivered");
+        // Everything is older than the cutoff; only delivered events go.
+        let gone = store
+            .prune_subscription_events(times[2] + 1)
+            .await
+            .expect("prune");
+        assert_eq!(gone, 2);
+        let left = store
+            .subscription_events("s1", 0, i64::MAX, 10)
+            .await
+            .expect("events");
+        assert_eq!(left.iter().map(|e| e.event_number).collect::<Vec<_>>(), [3]);
+        // A cutoff before them all keeps everything.
+        assert_eq!(store.prune_subscription_events(0).await.expect("prune"), 0);
+    }
+}

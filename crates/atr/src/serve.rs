@@ -56,6 +56,9 @@ pub struct NotifyArgs {
     /// delivery cut off by a dying instance is resent by another this long plus 5 s later.
     #[arg(long, env = "ATR_NOTIFY_MAX_TIMEOUT_SECS", default_value_t = 120)]
     notify_max_timeout_secs: u64,
+    /// Days delivered events are kept for `$events` (undelivered ones are kept until delivered).
+    #[arg(long, env = "ATR_NOTIFY_EVENT_RETENTION_DAYS", default_value_t = 30)]
+    notify_event_retention_days: u64,
 }
 
 impl NotifyArgs {
@@ -68,6 +71,9 @@ impl NotifyArgs {
             backoff_base: secs(self.notify_backoff_secs),
             backoff_max: secs(self.notify_backoff_max_secs),
             max_timeout: std::time::Duration::from_secs(self.notify_max_timeout_secs.max(1)),
+            event_retention: std::time::Duration::from_secs(
+                self.notify_event_retention_days.max(1) * 24 * 3600,
+            ),
             endpoint_policy: if self.allow_http_subscriptions {
                 atr_notify::EndpointPolicy::AllowPlainHttp
             } else {

@@ -738,6 +738,10 @@ impl Store for SqlStore {
         subscriptions::events(&self.pool, id, after, until, limit).await
     }
 
+    async fn prune_subscription_events(&self, before: i64) -> Result<u64, StoreError> {
+        subscriptions::prune(&self.pool, before).await
+    }
+
     async fn claim_deliveries(
         &self,
         owner: &str,

@@ -293,6 +293,20 @@ pub(crate) async fn events(
         .collect())
 }
 
+pub(crate) async fn prune(pool: &Pool, before: i64) -> Result<u64, StoreError> {
+    let mut tx = pool.begin_write().await?;
+    let n = tx
+        .execute(
+            "DELETE FROM subscription_event WHERE occurred_at < $1 AND event_number <= \
+             COALESCE((SELECT delivered_through FROM subscription s WHERE s.id = subscription_event.subscription_id), \
+             event_number)",
+            &[before.into()],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
 /// What makes a Subscription due at `$1` (µs).
 const DUE: &str = "status <> 'off' AND next_attempt_at <= $1 \
      AND (lease_until IS NULL OR lease_until < $1) \
