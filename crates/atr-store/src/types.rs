@@ -48,9 +48,10 @@ impl ResourceWrite {
             // A Group's body carries its member count, known only to the store.
             return;
         }
-        let mut resource = self.resource.clone();
-        atr_model::meta::stamp(&mut resource, &self.id, version, last_updated);
-        if let Ok(body) = serde_json::to_vec(&resource) {
+        // Stamped in place, not on a copy: a store that finds another version stamps the
+        // resource again, and stamping replaces `versionId` and `lastUpdated`.
+        atr_model::meta::stamp(&mut self.resource, &self.id, version, last_updated);
+        if let Ok(body) = serde_json::to_vec(&self.resource) {
             self.prestamped = Some(Prestamped {
                 version,
                 last_updated,

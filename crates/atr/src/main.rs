@@ -24,7 +24,18 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "atr",
     version,
-    about = "Da Vinci Member Attribution List (ATR): Producer and tools"
+    about = "Da Vinci Member Attribution List (ATR): Producer, Consumer and tools",
+    after_help = "Producer: atr serve --demo (or atr load DIR, then atr serve).\n\
+Consumer, end to end (a profile in ~/.config/atr/config.toml, or --credentials FILE):\n  \
+atr lists discover --npi NPI          find the provider's lists\n  \
+atr lists pull GROUP                  export it into the consumer store (resumable)\n  \
+atr lists show GROUP                  the members\n  \
+atr member add|remove GROUP ...       reconcile\n  \
+atr lists pull GROUP                  again: incremental\n  \
+atr lists diff GROUP                  added, dropped, changed\n  \
+atr lists confirm GROUP               the list is final\n  \
+atr subscribe GROUP --endpoint URL    then `atr listen`: every change is pulled\n  \
+atr unsubscribe GROUP                 when the list is no longer used"
 )]
 struct Cli {
     #[command(subcommand)]
