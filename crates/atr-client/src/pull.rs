@@ -35,6 +35,9 @@ pub struct PullOptions {
     pub progress: bool,
     /// Longest wait between two status polls, whatever `Retry-After` says.
     pub max_poll_interval: Duration,
+    /// Ask for gzip (fewer bytes on the wire; on a fast network the Producer's compressing can
+    /// be the slower part).
+    pub gzip: bool,
 }
 
 impl Default for PullOptions {
@@ -45,6 +48,7 @@ impl Default for PullOptions {
             parallel: 4,
             progress: false,
             max_poll_interval: Duration::from_secs(30),
+            gzip: true,
         }
     }
 }
@@ -225,11 +229,12 @@ async fn run(
     // Downloads, `parallel` at once; each finished file is recorded at once.
     let pending: Vec<PullFile> = files.iter().filter(|f| !f.complete).cloned().collect();
     let bytes = Arc::new(bars.bytes.clone());
+    let gzip = options.gzip;
     let mut results = futures::stream::iter(pending)
         .map(|f| {
             let fhir = fhir.clone();
             let bytes = bytes.clone();
-            async move { download(&fhir, &f, &bytes).await.map(|n| (f.idx, n)) }
+            async move { download(&fhir, &f, &bytes, gzip).await.map(|n| (f.idx, n)) }
         })
         .buffer_unordered(options.parallel.max(1));
     let mut first_error = None;
@@ -380,12 +385,19 @@ async fn poll(
 }
 
 /// Downloads one file, continuing a partial one; its final size.
-async fn download(fhir: &Fhir, f: &PullFile, bar: &ProgressBar) -> Result<u64, ClientError> {
+async fn download(
+    fhir: &Fhir,
+    f: &PullFile,
+    bar: &ProgressBar,
+    gzip: bool,
+) -> Result<u64, ClientError> {
     let have = std::fs::metadata(&f.path).map_or(0, |m| m.len());
     let mut headers = vec![("Accept", "application/fhir+ndjson".to_string())];
     if have > 0 {
         // Byte offsets are of the plain file: ask for it unencoded.
         headers.push(("Range", format!("bytes={have}-")));
+    }
+    if have > 0 || !gzip {
         headers.push(("Accept-Encoding", "identity".into()));
     }
     let answer = fhir.send(Method::GET, &f.url, &headers, None).await?;

@@ -122,6 +122,9 @@ enum ListsCommand {
         /// No progress bars.
         #[arg(long)]
         quiet: bool,
+        /// Download uncompressed (faster when the network is not the limit).
+        #[arg(long)]
+        no_gzip: bool,
     },
     /// The pulls of a list kept in the store.
     Pulls { group: String },
@@ -368,6 +371,7 @@ pub async fn lists(args: ListsArgs) -> Result<()> {
             full,
             parallel,
             quiet,
+            no_gzip,
         } => {
             let fhir = c.fhir().await?;
             let mut store = c.open_store()?;
@@ -376,6 +380,7 @@ pub async fn lists(args: ListsArgs) -> Result<()> {
                 full,
                 parallel,
                 progress: !quiet && !c.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                gzip: !no_gzip,
                 ..Default::default()
             };
             let report = pull(&fhir, &mut store, &group, &options).await?;
