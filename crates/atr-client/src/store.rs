@@ -243,17 +243,33 @@ impl ConsumerStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The latest pull of a list in `state`.
+    fn latest(
+        &self,
+        base_url: &str,
+        group_id: &str,
+        state: &str,
+    ) -> Result<Option<PullRecord>, ClientError> {
+        Ok(self
+            .db
+            .query_row(
+                &format!(
+                    "SELECT {PULL_COLS} FROM pull WHERE base_url = ?1 AND group_id = ?2 AND state = ?3 \
+                     ORDER BY id DESC LIMIT 1"
+                ),
+                params![base_url, group_id, state],
+                pull_from,
+            )
+            .optional()?)
+    }
+
     /// The latest unfinished pull of a list (to resume).
     pub fn unfinished(
         &self,
         base_url: &str,
         group_id: &str,
     ) -> Result<Option<PullRecord>, ClientError> {
-        Ok(self
-            .pulls(base_url, group_id)?
-            .into_iter()
-            .rev()
-            .find(|p| p.state == "started"))
+        self.latest(base_url, group_id, "started")
     }
 
     /// The latest completed pull of a list.
@@ -262,11 +278,7 @@ impl ConsumerStore {
         base_url: &str,
         group_id: &str,
     ) -> Result<Option<PullRecord>, ClientError> {
-        Ok(self
-            .pulls(base_url, group_id)?
-            .into_iter()
-            .rev()
-            .find(|p| p.state == "complete"))
+        self.latest(base_url, group_id, "complete")
     }
 
     pub fn set_job(&self, id: i64, operation: &str, status_url: &str) -> Result<(), ClientError> {
