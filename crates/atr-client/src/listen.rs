@@ -146,7 +146,7 @@ async fn puller(
                     error: e.to_string(),
                 },
             };
-            tracing::info!(?event, "pull");
+            tracing::debug!(?event, "pull");
             let _ = report.send(event);
         }
     }
