@@ -149,26 +149,28 @@ impl Profile {
                 .and_then(|c| c[field].as_str())
                 .map(str::to_string)
         };
-        let fhir_base_url = o
-            .fhir_base_url
-            .clone()
-            .or(entry.fhir_base_url.clone())
-            .or_else(|| from_credentials("fhir_base_url"))
-            .ok_or_else(|| {
-                ClientError::Config(
-                    "no FHIR base URL: give --base-url, a profile or a credentials file".into(),
-                )
-            })?;
-        let client_id = o
-            .client_id
-            .clone()
-            .or(entry.client_id.clone())
-            .or_else(|| from_credentials("client_id"))
-            .ok_or_else(|| {
-                ClientError::Config(
-                    "no client id: give --client-id, a profile or a credentials file".into(),
-                )
-            })?;
+        // The flag, else the profile, else the credentials file.
+        let required =
+            |flag: &Option<String>, profile: &Option<String>, field: &str, what: &str| {
+                flag.clone()
+                    .or(profile.clone())
+                    .or_else(|| from_credentials(field))
+                    .ok_or_else(|| {
+                        ClientError::Config(format!("no {what}, a profile or a credentials file"))
+                    })
+            };
+        let fhir_base_url = required(
+            &o.fhir_base_url,
+            &entry.fhir_base_url,
+            "fhir_base_url",
+            "FHIR base URL: give --base-url",
+        )?;
+        let client_id = required(
+            &o.client_id,
+            &entry.client_id,
+            "client_id",
+            "client id: give --client-id",
+        )?;
         let private_jwks = match o
             .private_key_file
             .clone()

@@ -1,9 +1,7 @@
 //! Finding a provider's attribution lists: Group search by NPI, TIN, any identifier or name,
 //! always with `_summary=true` (a list's members can run to millions), every page followed.
 
-use atr_model::{
-    EXT_ATTRIBUTION_LIST_STATUS, EXT_CONTRACT_VALIDITY_PERIOD, SYSTEM_NPI, SYSTEM_TIN,
-};
+use atr_model::{EXT_CONTRACT_VALIDITY_PERIOD, SYSTEM_NPI, SYSTEM_TIN};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -105,16 +103,11 @@ pub async fn discover(fhir: &Fhir, criteria: &Criteria) -> Result<Vec<ListSummar
     Ok(out)
 }
 
-fn extension<'a>(resource: &'a Value, url: &str) -> Option<&'a Value> {
-    resource["extension"]
-        .as_array()?
-        .iter()
-        .find(|e| e["url"] == url)
-}
-
 /// The summary of a Group resource.
 pub fn summary(group: &Value) -> ListSummary {
-    let period = extension(group, EXT_CONTRACT_VALIDITY_PERIOD).map(|e| &e["valuePeriod"]);
+    let period = atr_model::validate::extensions(group, EXT_CONTRACT_VALIDITY_PERIOD)
+        .first()
+        .map(|e| &e["valuePeriod"]);
     let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
     ListSummary {
         id: group["id"].as_str().unwrap_or_default().to_string(),
@@ -129,7 +122,7 @@ pub fn summary(group: &Value) -> ListSummary {
                 kind: i["type"]["coding"][0]["code"].as_str().map(str::to_string),
             })
             .collect(),
-        status: text(extension(group, EXT_ATTRIBUTION_LIST_STATUS).map(|e| &e["valueCode"])),
+        status: atr_model::group::list_status(group).map(str::to_string),
         period_start: text(period.map(|p| &p["start"])),
         period_end: text(period.map(|p| &p["end"])),
         member_count: group["quantity"].as_u64(),

@@ -347,29 +347,6 @@ impl ConsumerStore {
         Ok(())
     }
 
-    /// Directory entries known for `references` at this Producer.
-    pub fn directory(
-        &self,
-        base_url: &str,
-        reference: &str,
-    ) -> Result<Option<DirectoryEntry>, ClientError> {
-        Ok(self
-            .db
-            .query_row(
-                "SELECT reference, display, member_id, plan FROM directory WHERE base_url = ?1 AND reference = ?2",
-                params![base_url, reference],
-                |r| {
-                    Ok(DirectoryEntry {
-                        reference: r.get(0)?,
-                        display: r.get(1)?,
-                        member_id: r.get(2)?,
-                        plan: r.get(3)?,
-                    })
-                },
-            )
-            .optional()?)
-    }
-
     /// Starts storing a pull's snapshot: directory entries and member rows are written as they
     /// are read, in one transaction that [`SnapshotWriter::finish`] commits (dropped unfinished,
     /// nothing of it stays).

@@ -84,24 +84,23 @@ pub async fn update(
             format!("Subscription/{id} cannot be written by this client"),
         ));
     }
-    let text_id = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_string));
-    match text_id {
-        Some(body_id) if body_id == id => {}
-        Some(body_id) => {
-            return Err(ApiError::bad_request(format!(
-                "the body's id {body_id:?} does not match the URL's {id:?}"
-            ))
-            .at("Subscription.id"));
+    // A body that is not JSON is refused by `accepted`; one that is must carry this id.
+    if let Ok(resource) = serde_json::from_slice::<Value>(&body) {
+        match resource.get("id").and_then(Value::as_str) {
+            Some(body_id) if body_id == id => {}
+            Some(body_id) => {
+                return Err(ApiError::bad_request(format!(
+                    "the body's id {body_id:?} does not match the URL's {id:?}"
+                ))
+                .at("Subscription.id"));
+            }
+            None => {
+                return Err(
+                    ApiError::bad_request("an update must carry the resource's id")
+                        .at("Subscription.id"),
+                );
+            }
         }
-        None if serde_json::from_slice::<Value>(&body).is_ok() => {
-            return Err(
-                ApiError::bad_request("an update must carry the resource's id")
-                    .at("Subscription.id"),
-            );
-        }
-        None => {}
     }
     let write = accepted(&state, &caller, &id, &body).await?;
     let now = now_micros();
@@ -224,7 +223,13 @@ pub async fn operation(
         "$status" if method == Method::GET => {
             caller.require(RTYPE, Interaction::Read)?;
             let record = owned(&state, &caller, &id).await?;
-            let status = notification(&state, &record, NotificationKind::QueryStatus, &[]);
+            let status = notification(
+                &state,
+                &record,
+                NotificationKind::QueryStatus,
+                id_only_or(&record),
+                &[],
+            );
             Ok(fhir_json(
                 StatusCode::OK,
                 &json!({
@@ -250,17 +255,13 @@ pub async fn operation(
                 .await?;
             let events: Vec<ListChangeEvent> =
                 events.into_iter().map(ListChangeEvent::from).collect();
-            let mut bundle = Notification {
-                base_url: &state.base_url,
-                subscription_id: &record.id,
-                status: status_of(&record),
-                kind: NotificationKind::QueryEvent,
-                events_since_start: u64::try_from(record.events_since_start).unwrap_or(0),
-                content: inputs.content,
-                events: &events,
-            }
-            .to_bundle(&uuid::Uuid::new_v4().to_string(), now_micros());
-            bundle["id"] = Value::from(uuid::Uuid::now_v7().to_string());
+            let bundle = notification(
+                &state,
+                &record,
+                NotificationKind::QueryEvent,
+                inputs.content,
+                &events,
+            );
             Ok(fhir_json(StatusCode::OK, &bundle))
         }
         "$status" | "$events" => Err(ApiError::new(
@@ -410,6 +411,7 @@ fn notification(
     state: &AppState,
     record: &SubscriptionRecord,
     kind: NotificationKind,
+    content: PayloadContent,
     events: &[ListChangeEvent],
 ) -> Value {
     Notification {
@@ -418,7 +420,7 @@ fn notification(
         status: status_of(record),
         kind,
         events_since_start: u64::try_from(record.events_since_start).unwrap_or(0),
-        content: id_only_or(record),
+        content,
         events,
     }
     .to_bundle(&uuid::Uuid::new_v4().to_string(), now_micros())
