@@ -17,7 +17,7 @@ use atr_model::group::is_attribution_list;
 use atr_model::instant::now_micros;
 use atr_store::{
     ExportAdmission, ExportItem, ExportJob, ExportLimits, ExportPlan, ExportScope, ExportStatus,
-    Store, StoreError,
+    IdSet, Store, StoreError, is_provider_type,
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -365,6 +365,7 @@ impl Exporter {
         };
         let started = std::time::Instant::now();
         let plan = Arc::new(self.store.plan_export(&scope).await?);
+        tracing::debug!(job = %job.id, secs = started.elapsed().as_secs_f64(), "export planned");
         progress
             .planned
             .store(planned(&plan, &request.types), Ordering::Relaxed);
@@ -392,17 +393,21 @@ impl Exporter {
                 .collect(),
             progress: progress.clone(),
             cancelled: cancelled.clone(),
+            job_started: started,
         };
-        let (small, big): (Vec<ResourceType>, Vec<ResourceType>) =
-            request.types.iter().partition(|t| is_provider_type(**t));
-        // The member-driven types start at once; the provider sets are resolved meanwhile.
+        // The RelatedPersons and payers in scope are what the Coverages reference: those types
+        // start once the Coverages' links are read, meanwhile the member-driven types run.
+        let (now, later): (Vec<ResourceType>, Vec<ResourceType>) = request
+            .types
+            .iter()
+            .partition(|t| **t != ResourceType::RelatedPerson && !is_provider_type(**t));
         let mut tasks = Vec::new();
-        for rtype in big {
+        for rtype in now {
             tasks.push((rtype, tokio::spawn(task(&plan, rtype).run())));
         }
-        if !small.is_empty() {
-            let providers = match self.store.export_providers(&scope).await {
-                Ok(p) => p,
+        if !later.is_empty() {
+            let plan = match self.with_links(&plan).await {
+                Ok(plan) => plan,
                 Err(e) => {
                     for (_, t) in &tasks {
                         t.abort();
@@ -410,32 +415,29 @@ impl Exporter {
                     return Err(e.into());
                 }
             };
-            let plan = Arc::new(ExportPlan {
-                providers,
-                ..(*plan).clone()
-            });
             progress
                 .planned
                 .store(planned(&plan, &request.types), Ordering::Relaxed);
-            for rtype in small {
+            for rtype in later {
                 tasks.push((rtype, tokio::spawn(task(&plan, rtype).run())));
             }
+        }
+        let mut outputs = Vec::new();
+        for (rtype, t) in tasks {
+            outputs.push((rtype, joined(t.await)));
         }
         let mut manifest = Manifest::default();
         let mut missing = Vec::new();
         let mut deleted = Vec::new();
         let mut failure = None;
-        for (rtype, t) in tasks {
-            let joined = t.await;
-            tracing::debug!(job = %job.id, %rtype, secs = started.elapsed().as_secs_f64(), "export type written");
-            match joined {
-                Ok(Ok(out)) => {
+        for (_, out) in outputs {
+            match out {
+                Ok(out) => {
                     manifest.output.extend(out.files);
                     missing.extend(out.missing);
                     deleted.extend(out.deleted);
                 }
-                Ok(Err(e)) => failure = failure.or(Some(e)),
-                Err(e) => failure = failure.or(Some(ExportError::Io(std::io::Error::other(e)))),
+                Err(e) => failure = failure.or(Some(e)),
             }
         }
         // Manifest entries in the order the types were asked for.
@@ -508,14 +510,41 @@ impl Exporter {
     }
 }
 
-fn is_provider_type(t: ResourceType) -> bool {
-    matches!(
-        t,
-        ResourceType::Practitioner
-            | ResourceType::PractitionerRole
-            | ResourceType::Organization
-            | ResourceType::Location
-    )
+impl Exporter {
+    /// `plan` with the RelatedPersons and providers in scope: what the Coverages' subscribers,
+    /// policy holders and payors reference, the attributed providers and the Group's managing
+    /// entity, and the roles' practitioners, organizations and locations.
+    async fn with_links(&self, plan: &Arc<ExportPlan>) -> Result<Arc<ExportPlan>, StoreError> {
+        let linked = self.store.export_links(plan.clone()).await?;
+        let mut refs = plan.attributed.clone();
+        let mut related = IdSet::new();
+        for r in linked.iter() {
+            if let Some(id) = r.strip_prefix("RelatedPerson/") {
+                related.insert(id);
+            } else if r
+                .split_once('/')
+                .and_then(|(t, _)| t.parse::<ResourceType>().ok())
+                .is_some_and(is_provider_type)
+            {
+                refs.insert(r.to_string());
+            }
+        }
+        let providers = self.store.export_providers(refs).await?;
+        let mut ids = plan.ids.clone();
+        ids.insert(ResourceType::RelatedPerson, Arc::new(related));
+        ids.extend(providers.into_iter().map(|(t, set)| (t, Arc::new(set))));
+        Ok(Arc::new(ExportPlan {
+            ids,
+            ..(**plan).clone()
+        }))
+    }
+}
+
+/// A type task's outcome, a panic or abort counting as a failure.
+fn joined(
+    r: Result<Result<TypeOutput, ExportError>, tokio::task::JoinError>,
+) -> Result<TypeOutput, ExportError> {
+    r.unwrap_or_else(|e| Err(ExportError::Io(std::io::Error::other(e))))
 }
 
 fn push_line(out: &mut Vec<u8>, v: &Value) {
@@ -525,17 +554,14 @@ fn push_line(out: &mut Vec<u8>, v: &Value) {
     }
 }
 
-/// Resources the job expects to write: the Group, a Patient and a Coverage per entry, the
-/// providers. (RelatedPersons are not known before they are read.)
+/// Resources the job expects to write: the Group and the ids in scope of each type (the
+/// RelatedPersons and providers once the Coverages' links are read).
 fn planned(plan: &ExportPlan, types: &[ResourceType]) -> u64 {
-    let entries = plan.entries.max(0) as u64;
     types
         .iter()
         .map(|t| match t {
             ResourceType::Group => 1,
-            ResourceType::Patient | ResourceType::Coverage => entries,
-            ResourceType::RelatedPerson => 0,
-            other => plan.providers.get(other).map_or(0, |v| v.len() as u64),
+            other => plan.count(*other) as u64,
         })
         .sum()
 }
@@ -565,6 +591,7 @@ struct TypeTask {
     elements: Vec<String>,
     progress: Progress,
     cancelled: Arc<AtomicBool>,
+    job_started: std::time::Instant,
 }
 
 impl TypeTask {
@@ -612,6 +639,11 @@ impl TypeTask {
             let _ = tokio::fs::remove_file(self.dir.join(&f.name)).await;
         }
         out.files.retain(|f| f.count > 0);
+        tracing::debug!(
+            rtype = %self.rtype,
+            secs = self.job_started.elapsed().as_secs_f64(),
+            "export type written"
+        );
         Ok(out)
     }
 

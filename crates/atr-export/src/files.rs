@@ -82,7 +82,9 @@ pub struct SplitWriter {
 }
 
 struct Open {
-    file: tokio::io::BufWriter<tokio::fs::File>,
+    // Unbuffered: writes come in chunks of a quarter megabyte or more, and a buffer would only
+    // copy them once more.
+    file: tokio::fs::File,
     name: String,
     bytes: u64,
     lines: u64,
@@ -106,7 +108,7 @@ impl SplitWriter {
             let name = format!("{}-{}.ndjson", self.kind, self.files.len() + 1);
             let file = tokio::fs::File::create(self.dir.join(&name)).await?;
             self.current = Some(Open {
-                file: tokio::io::BufWriter::with_capacity(1 << 20, file),
+                file,
                 name,
                 bytes: 0,
                 lines: 0,
@@ -121,7 +123,7 @@ impl SplitWriter {
     async fn close(&mut self) -> std::io::Result<()> {
         if let Some(mut open) = self.current.take() {
             open.file.flush().await?;
-            open.file.get_mut().sync_data().await?;
+            open.file.sync_data().await?;
             self.files.push(FileEntry {
                 rtype: self.rtype.clone(),
                 name: open.name,
@@ -154,7 +156,7 @@ impl SplitWriter {
                 let piece = &lines[..take];
                 open.file.write_all(piece).await?;
                 open.bytes += take as u64;
-                open.lines += piece.iter().filter(|b| **b == b'\n').count() as u64;
+                open.lines += count_lines(piece);
                 lines = &lines[take..];
             }
             if !lines.is_empty() {
@@ -170,7 +172,7 @@ impl SplitWriter {
         let open = self.open().await?;
         open.file.write_all(bytes).await?;
         open.bytes += bytes.len() as u64;
-        open.lines += bytes.iter().filter(|b| **b == b'\n').count() as u64;
+        open.lines += count_lines(bytes);
         Ok(())
     }
 
@@ -179,6 +181,10 @@ impl SplitWriter {
         self.close().await?;
         Ok(self.files)
     }
+}
+
+fn count_lines(bytes: &[u8]) -> u64 {
+    memchr::memchr_iter(b'\n', bytes).count() as u64
 }
 
 #[cfg(test)]

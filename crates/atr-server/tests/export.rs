@@ -10,7 +10,9 @@ use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
 use atr_auth::SigningAlg;
-use common::{NPI, TestApp, load_synthetic, npi_of, spawn_apps, spawn_apps_with};
+use common::{
+    NPI, TestApp, load_synthetic, load_synthetic_members, npi_of, spawn_apps, spawn_apps_with,
+};
 use serde_json::{Value, json};
 
 /// A Consumer acting for org-1, with a read-and-write token.
@@ -160,89 +162,118 @@ async fn export_holds_exactly_the_groups_members_and_what_they_reference() {
     for app in spawn_apps().await {
         load_synthetic(&app).await;
         let http = consumer(&app, "org-1-exporter").await;
-        let (_, group) = app.get_json("Group/list-1").await;
-        let members = group["member"].as_array().expect("members");
-        let patients: BTreeSet<String> = members
-            .iter()
-            .filter_map(|m| m["entity"]["reference"].as_str().map(str::to_string))
-            .collect();
-        let coverages: BTreeSet<String> = members
-            .iter()
-            .filter_map(|m| ext_ref(m, "ext-coverageReference"))
-            .collect();
-        let providers: BTreeSet<String> = members
-            .iter()
-            .filter_map(|m| ext_ref(m, "ext-attributedProvider"))
-            .collect();
-        assert!(patients.len() >= 2);
-
         for path in [
             "Group/list-1/$davinci-data-export",
             "Group/list-1/$export?_type=Group,Patient,Coverage,Practitioner,PractitionerRole,Organization,Location,RelatedPerson",
         ] {
-            let location = started(&app, &http, path).await;
-            // Never an instant finish: the first poll is in progress.
-            let first = http
-                .get(&location)
-                .header("Accept", "application/json")
-                .send()
-                .await
-                .expect("poll");
-            assert_eq!(first.status(), 202, "{}", app.dialect);
-            let m = manifest(&http, &location).await;
-            assert_eq!(m["requiresAccessToken"], true);
-            assert!(m["transactionTime"].is_string());
-            assert!(
-                m["request"]
-                    .as_str()
-                    .expect("request")
-                    .contains("Group/list-1/$")
-            );
-            assert_eq!(m["error"], json!([]), "{}", app.dialect);
-            let lines = download(&http, &m).await;
-
-            let exported_patients: Vec<String> = ids_of(&lines, "Patient");
-            let as_set: BTreeSet<String> = exported_patients.iter().cloned().collect();
-            assert_eq!(as_set.len(), exported_patients.len(), "duplicate Patients");
-            assert_eq!(as_set, patients, "{}: {path}", app.dialect);
-            let exported_coverages: BTreeSet<String> =
-                ids_of(&lines, "Coverage").into_iter().collect();
-            assert_eq!(exported_coverages, coverages, "{}", app.dialect);
-            let groups = ids_of(&lines, "Group");
-            assert_eq!(groups, vec!["Group/list-1".to_string()]);
-            let (_, g) = lines
-                .iter()
-                .find(|(t, _)| t == "Group")
-                .expect("Group line");
-            assert_eq!(g["member"].as_array().map(Vec::len), Some(members.len()));
-            // Every reference of every line resolves within the export (the payer, roles'
-            // practitioners, organizations and locations, subscribers).
-            let all: HashSet<String> = lines
-                .iter()
-                .map(|(t, v)| format!("{t}/{}", v["id"].as_str().unwrap_or("")))
-                .collect();
-            assert_eq!(all.len(), lines.len(), "a resource appears twice");
-            for p in &providers {
-                assert!(all.contains(p), "{p} missing");
-            }
-            for (t, v) in &lines {
-                if t == "Group" {
-                    continue;
-                }
-                let text = v.to_string();
-                for piece in text.split("\"reference\":\"").skip(1) {
-                    let r = piece.split('"').next().unwrap_or("");
-                    assert!(
-                        all.contains(r),
-                        "{t}/{} references {r}, not exported",
-                        v["id"]
-                    );
-                }
-            }
-            let del = http.delete(&location).send().await.expect("delete");
-            assert_eq!(del.status(), 202);
+            check_export_contents(&app, &http, "list-1", path).await;
         }
     }
+}
+
+/// Lists of every size (a large share of the stored Patients is read by one scan, a few by
+/// lookups) hold exactly their own members.
+#[tokio::test]
+async fn exports_of_small_and_large_lists_hold_exactly_their_members() {
+    for app in spawn_apps().await {
+        load_synthetic_members(&app, 400).await;
+        let mut sizes = Vec::new();
+        for n in 1..=9 {
+            let list = format!("list-{n}");
+            let (_, group) = app.get_json(&format!("Group/{list}")).await;
+            sizes.push(group["member"].as_array().map_or(0, Vec::len));
+            check_export_contents(
+                &app,
+                &app.client,
+                &list,
+                &format!("Group/{list}/$davinci-data-export"),
+            )
+            .await;
+        }
+        // The lists really differ in size, so both ways of reading are taken.
+        let (min, max) = (sizes.iter().min(), sizes.iter().max());
+        eprintln!("{}: list sizes {sizes:?}", app.dialect);
+        assert!(max >= Some(&200) && min <= Some(&100), "{sizes:?}");
+    }
+}
+
+async fn check_export_contents(app: &TestApp, http: &reqwest::Client, list: &str, path: &str) {
+    let (_, group) = app.get_json(&format!("Group/{list}")).await;
+    let members = group["member"].as_array().expect("members");
+    let patients: BTreeSet<String> = members
+        .iter()
+        .filter_map(|m| m["entity"]["reference"].as_str().map(str::to_string))
+        .collect();
+    let coverages: BTreeSet<String> = members
+        .iter()
+        .filter_map(|m| ext_ref(m, "ext-coverageReference"))
+        .collect();
+    let providers: BTreeSet<String> = members
+        .iter()
+        .filter_map(|m| ext_ref(m, "ext-attributedProvider"))
+        .collect();
+    assert!(patients.len() >= 2);
+
+    let location = started(app, http, path).await;
+    // Never an instant finish: the first poll is in progress.
+    let first = http
+        .get(&location)
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .expect("poll");
+    assert_eq!(first.status(), 202, "{}", app.dialect);
+    let m = manifest(http, &location).await;
+    assert_eq!(m["requiresAccessToken"], true);
+    assert!(m["transactionTime"].is_string());
+    assert!(
+        m["request"]
+            .as_str()
+            .expect("request")
+            .contains(&format!("Group/{list}/$"))
+    );
+    assert_eq!(m["error"], json!([]), "{}", app.dialect);
+    let lines = download(http, &m).await;
+
+    let exported_patients: Vec<String> = ids_of(&lines, "Patient");
+    let as_set: BTreeSet<String> = exported_patients.iter().cloned().collect();
+    assert_eq!(as_set.len(), exported_patients.len(), "duplicate Patients");
+    assert_eq!(as_set, patients, "{}: {path}", app.dialect);
+    let exported_coverages: BTreeSet<String> = ids_of(&lines, "Coverage").into_iter().collect();
+    assert_eq!(exported_coverages, coverages, "{}", app.dialect);
+    let groups = ids_of(&lines, "Group");
+    assert_eq!(groups, vec![format!("Group/{list}")]);
+    let (_, g) = lines
+        .iter()
+        .find(|(t, _)| t == "Group")
+        .expect("Group line");
+    assert_eq!(g["member"].as_array().map(Vec::len), Some(members.len()));
+    // Every reference of every line resolves within the export (the payer, roles'
+    // practitioners, organizations and locations, subscribers).
+    let all: HashSet<String> = lines
+        .iter()
+        .map(|(t, v)| format!("{t}/{}", v["id"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(all.len(), lines.len(), "a resource appears twice");
+    for p in &providers {
+        assert!(all.contains(p), "{p} missing");
+    }
+    for (t, v) in &lines {
+        if t == "Group" {
+            continue;
+        }
+        let text = v.to_string();
+        for piece in text.split("\"reference\":\"").skip(1) {
+            let r = piece.split('"').next().unwrap_or("");
+            assert!(
+                all.contains(r),
+                "{t}/{} references {r}, not exported",
+                v["id"]
+            );
+        }
+    }
+    let del = http.delete(&location).send().await.expect("delete");
+    assert_eq!(del.status(), 202);
 }
 
 /// The status of a GET sent with exactly `headers` (and a fresh admin token).

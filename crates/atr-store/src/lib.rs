@@ -11,6 +11,7 @@
 //! `atr-model`, and hands back bytes.
 
 mod error;
+mod id_set;
 mod query;
 mod sql;
 mod types;
@@ -23,9 +24,11 @@ use futures::Stream;
 
 pub use atr_model::ResourceType;
 pub use error::StoreError;
+pub use id_set::IdSet;
 pub use query::{Access, Clause, Compare, SearchPage, SearchQuery, StringMode, TokenMatch};
 pub use sql::ExportStream;
 pub use sql::SqlStore;
+pub use sql::is_provider_type;
 pub use types::{
     ClientRecord, DeliveryResult, ExportAdmission, ExportItem, ExportJob, ExportLimits, ExportPlan,
     ExportScope, ExportStatus, MemberChange, MemberChangeOutcome, Prestamped, ResourceWrite,
@@ -222,15 +225,19 @@ pub trait Store: Send + Sync + 'static {
 
     async fn delete_export_job(&self, id: &str) -> Result<(), StoreError>;
 
-    /// Resolves the `_since` rules and size of an export of `scope` (`providers` left empty).
+    /// Plans an export of `scope`: the Patient and Coverage ids in scope, the attributed
+    /// providers, the `_since` rules.
     async fn plan_export(&self, scope: &ExportScope) -> Result<ExportPlan, StoreError>;
 
-    /// The Practitioner, PractitionerRole, Organization and Location ids an export of `scope`
-    /// contains (the attributed providers and what they, the Coverages and the Group reference).
+    /// `Type/id` of the subscribers, policy holders and payors of the Coverages in `plan`.
+    async fn export_links(&self, plan: std::sync::Arc<ExportPlan>) -> Result<IdSet, StoreError>;
+
+    /// The Practitioner, PractitionerRole, Organization and Location ids among `refs`
+    /// (`Type/id`), with the Practitioners, Organizations and Locations of those roles.
     async fn export_providers(
         &self,
-        scope: &ExportScope,
-    ) -> Result<std::collections::BTreeMap<ResourceType, Vec<String>>, StoreError>;
+        refs: std::collections::BTreeSet<String>,
+    ) -> Result<std::collections::BTreeMap<ResourceType, IdSet>, StoreError>;
 
     /// Streams the resources of one type (not Group) in an export, as NDJSON chunks.
     fn export_resources(

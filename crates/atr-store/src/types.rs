@@ -258,21 +258,29 @@ pub struct ExportScope {
     pub patients: Option<Vec<String>>,
 }
 
-/// An export's resolved scope: the small reference sets computed once, shared by the per-type
-/// readers.
+/// An export's resolved scope, shared by the per-type readers.
 #[derive(Debug, Clone)]
 pub struct ExportPlan {
     pub scope: ExportScope,
-    /// Ids of Practitioner, PractitionerRole, Organization and Location resources in scope.
-    pub providers: std::collections::BTreeMap<atr_model::ResourceType, Vec<String>>,
+    /// The ids in scope per type (every type but Group): Patient and Coverage from the member
+    /// rows when the export is planned; RelatedPerson and the provider types added once the
+    /// Coverages' links are known ([`crate::Store::export_links`]).
+    pub ids: std::collections::BTreeMap<atr_model::ResourceType, std::sync::Arc<crate::IdSet>>,
+    /// `Type/id` of the attributed providers and the Group's managing entity.
+    pub attributed: std::collections::BTreeSet<String>,
     /// The `_since` filter in effect: `None` when every resource in scope is exported (no
     /// `_since`, or the Group did not exist then, so every member joined after it).
     pub since: Option<i64>,
     /// With a `since` filter: `Type/id` of everything referenced by members who joined after it
     /// (exported whatever its lastUpdated).
     pub joined: std::collections::HashSet<String>,
-    /// Member entries at the exported version (in scope), for progress estimates.
-    pub entries: i64,
+}
+
+impl ExportPlan {
+    /// Resources of `rtype` in scope, as far as the plan knows them.
+    pub fn count(&self, rtype: atr_model::ResourceType) -> usize {
+        self.ids.get(&rtype).map_or(0, |ids| ids.len())
+    }
 }
 
 /// What an export reader yields for one resource type.

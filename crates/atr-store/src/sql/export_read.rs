@@ -1,15 +1,16 @@
-//! Reading an export's resources: the Patients, Coverages and RelatedPersons a Group version's
-//! members reference (joins over the member rows, streamed), and the providers, payers and
-//! places around them (small id sets resolved once, in [`plan`]).
+//! Reading an export's resources. Planning makes one pass over the member rows of the exported
+//! Group version and keeps the Patient and Coverage ids in scope as [`IdSet`]s; the Coverages'
+//! search-index rows give the subscribers, policy holders and payors they bring in; the
+//! providers, payers and places are a few thousand ids at most.
 //!
-//! Stored bytes are copied, never parsed: a resource's body is already one compact JSON line.
-//! Every resource is exported as it was at the job's snapshot instant: the current version when
-//! it is not newer than the snapshot, else the newest version that is (looked up after the main
-//! scan; rare while an export runs).
+//! Each type is then read against its id set: when the set holds a good share of the type's stored
+//! resources, one sequential scan of the type keeps the rows in the set (a 1M-member list reads
+//! every Patient once, without a million index descents and without `DISTINCT` over the member
+//! rows); a small set is looked up id by id.
 //!
-//! The member rows always drive the joins: on SQLite `CROSS JOIN` fixes that order (without
-//! statistics, its planner preferred scanning `search_ref` and probing the materialised member
-//! set, which has no index: quadratic on a large list); PostgreSQL reads it as a plain join.
+//! Stored bytes are copied, never parsed: a resource's body is already one compact JSON line. Every resource is exported as it was at the job's snapshot
+//! instant: the current version when it is not newer than the snapshot, else the newest version
+//! that is (looked up after the main pass; rare while an export runs).
 //!
 //! SQLite runs each type on a blocking thread with its own read-only `rusqlite` connection
 //! (sqlx would hand every row across threads); PostgreSQL streams rows through sqlx.
@@ -25,7 +26,7 @@ use sqlx::Row as _;
 use tokio::sync::mpsc;
 
 use super::db::{Arg, Col, Pool};
-use crate::{ExportItem, ExportPlan, ExportScope, StoreError};
+use crate::{ExportItem, ExportPlan, ExportScope, IdSet, StoreError};
 
 /// Bytes per chunk handed to the file writer.
 const CHUNK: usize = 256 * 1024;
@@ -66,11 +67,78 @@ fn prefix(rtype: ResourceType) -> String {
     format!("{}/", rtype.as_str())
 }
 
-/// Resolves the small reference sets of an export (providers, payers, places) and, with
-/// `_since`, what the members who joined after it reference.
+/// Plans an export: one pass over the member rows of the exported version collects the Patient and
+/// Coverage ids in scope and the attributed providers; the Group's managing entity joins those;
+/// with `_since`, what the members who joined after it reference.
 pub(crate) async fn plan(pool: &Pool, scope: &ExportScope) -> Result<ExportPlan, StoreError> {
+    let refs = member_refs(pool, scope).await?;
+    let mut attributed = refs.providers;
+    let managing = pool
+        .fetch_all(
+            "SELECT target FROM search_ref WHERE rtype = 'Group' AND id = $1 AND param = 'managing-entity'",
+            &[scope.group_id.as_str().into()],
+            &[Col::Text],
+        )
+        .await?;
+    attributed.extend(managing.into_iter().map(|mut r| r.text(0)));
+    let (since, joined) = match scope.since {
+        None => (None, HashSet::new()),
+        Some(since) => match joined_since(pool, scope, since).await? {
+            None => (None, HashSet::new()),
+            Some(joined) => (Some(since), joined),
+        },
+    };
+    let mut ids = BTreeMap::new();
+    ids.insert(ResourceType::Patient, Arc::new(refs.patients));
+    ids.insert(ResourceType::Coverage, Arc::new(refs.coverages));
+    Ok(ExportPlan {
+        scope: scope.clone(),
+        ids,
+        attributed,
+        since,
+        joined,
+    })
+}
+
+/// What the member rows in scope reference.
+struct MemberRefs {
+    /// Patient ids (without `Patient/`).
+    patients: IdSet,
+    /// Coverage ids (without `Coverage/`).
+    coverages: IdSet,
+    /// Attributed providers, as `Type/id`.
+    providers: BTreeSet<String>,
+}
+
+impl MemberRefs {
+    /// Sized for `entries` member rows (ids of about 16 bytes).
+    fn with_capacity(entries: usize) -> Self {
+        MemberRefs {
+            patients: IdSet::with_capacity(entries, 16),
+            coverages: IdSet::with_capacity(entries, 16),
+            providers: BTreeSet::new(),
+        }
+    }
+
+    fn add(&mut self, patient: &str, coverage: Option<&str>, provider: Option<&str>) {
+        if let Some(id) = patient.strip_prefix("Patient/") {
+            self.patients.insert(id);
+        }
+        if let Some(id) = coverage.and_then(|c| c.strip_prefix("Coverage/")) {
+            self.coverages.insert(id);
+        }
+        if let Some(p) = provider
+            && !self.providers.contains(p)
+        {
+            self.providers.insert(p.to_string());
+        }
+    }
+}
+
+/// One pass over the member rows in scope.
+async fn member_refs(pool: &Pool, scope: &ExportScope) -> Result<MemberRefs, StoreError> {
     let entries = match &scope.patients {
-        Some(p) => p.len() as i64,
+        Some(p) => p.len(),
         None => pool
             .fetch_optional(
                 "SELECT member_count FROM resource_version WHERE rtype = 'Group' AND id = $1 AND version = $2",
@@ -79,55 +147,57 @@ pub(crate) async fn plan(pool: &Pool, scope: &ExportScope) -> Result<ExportPlan,
             )
             .await?
             .and_then(|r| r.opt_int(0))
-            .unwrap_or(0),
+            .unwrap_or(0)
+            .max(0) as usize,
     };
-    let (since, joined) = match scope.since {
-        None => (None, HashSet::new()),
-        Some(since) => match joined_since(pool, scope, since).await? {
-            None => (None, HashSet::new()),
-            Some(joined) => (Some(since), joined),
-        },
-    };
-    Ok(ExportPlan {
-        scope: scope.clone(),
-        providers: BTreeMap::new(),
-        since,
-        joined,
-        entries,
-    })
+    let refs = MemberRefs::with_capacity(entries);
+    let (at_v, args) = members_at(scope);
+    let sql = format!("SELECT patient, coverage, provider FROM group_member WHERE {at_v}");
+    match pool {
+        Pool::Sqlite(p) => {
+            let path = p.connect_options().get_filename().to_path_buf();
+            tokio::task::spawn_blocking(move || sqlite::member_refs(&path, &sql, &args, refs))
+                .await
+                .map_err(|e| StoreError::Direct(e.to_string()))?
+        }
+        Pool::Postgres(p) => pg::member_refs(p, &sql, &args, refs).await,
+    }
 }
 
-/// The ids of the Practitioners, PractitionerRoles, Organizations and Locations in scope: the
-/// attributed providers, the roles' practitioners, organizations and locations, the Coverages'
-/// payors and the Group's managing entity.
+/// The Coverage references that bring resources into an export: the search-index rows of the
+/// Coverages' subscriber, policy holder and payors, read like the resources themselves (one scan
+/// of the index table for a large share of the stored Coverages, else lookups per Coverage).
+pub(crate) async fn links(pool: &Pool, plan: Arc<ExportPlan>) -> Result<IdSet, StoreError> {
+    let coverages = plan
+        .ids
+        .get(&ResourceType::Coverage)
+        .cloned()
+        .unwrap_or_default();
+    if coverages.is_empty() {
+        return Ok(IdSet::new());
+    }
+    match pool {
+        Pool::Sqlite(p) => {
+            let path = p.connect_options().get_filename().to_path_buf();
+            tokio::task::spawn_blocking(move || sqlite::links(&path, &coverages))
+                .await
+                .map_err(|e| StoreError::Direct(e.to_string()))?
+        }
+        Pool::Postgres(p) => pg::links(p, &coverages).await,
+    }
+}
+
+/// The Coverage search parameters whose targets an export takes along.
+const LINK_PARAMS: &str = "('subscriber', 'policy-holder', 'payor')";
+
+/// Splits the provider references of an export (`refs`, `Type/id`) by type, with the
+/// Practitioners, Organizations and Locations of the PractitionerRoles among them.
 pub(crate) async fn providers(
     pool: &Pool,
-    scope: &ExportScope,
-) -> Result<BTreeMap<ResourceType, Vec<String>>, StoreError> {
-    let (at_v, args) = members_at(scope);
-    let mut refs: BTreeSet<String> = BTreeSet::new();
-    let provider_sql =
-        format!("SELECT DISTINCT provider FROM group_member WHERE {at_v} AND provider IS NOT NULL");
-    refs.extend(scan_texts(pool, provider_sql, args.clone()).await?);
-    let managing = pool
-        .fetch_all(
-            "SELECT target FROM search_ref WHERE rtype = 'Group' AND id = $1 AND param = 'managing-entity'",
-            &[scope.group_id.as_str().into()],
-            &[Col::Text],
-        )
-        .await?;
-    refs.extend(managing.into_iter().map(|mut r| r.text(0)));
-    let payor_sql = format!(
-        "SELECT DISTINCT sr.target FROM \
-         (SELECT coverage AS ref FROM group_member WHERE {at_v} AND coverage IS NOT NULL) m \
-         CROSS JOIN search_ref sr WHERE sr.rtype = 'Coverage' AND sr.id = substr(m.ref, 10) \
-         AND sr.param = 'payor' AND substr(m.ref, 1, 9) = 'Coverage/'"
-    );
-    let payors = scan_texts(pool, payor_sql, args).await?;
-    refs.extend(payors);
+    mut refs: BTreeSet<String>,
+) -> Result<BTreeMap<ResourceType, IdSet>, StoreError> {
     role_targets(pool, &mut refs).await?;
-
-    let mut providers: BTreeMap<ResourceType, Vec<String>> = BTreeMap::new();
+    let mut providers: BTreeMap<ResourceType, IdSet> = BTreeMap::new();
     for r in &refs {
         let Some((t, id)) = r.split_once('/') else {
             continue;
@@ -135,36 +205,22 @@ pub(crate) async fn providers(
         let Ok(rtype) = t.parse::<ResourceType>() else {
             continue;
         };
-        if matches!(
-            rtype,
-            ResourceType::Practitioner
-                | ResourceType::PractitionerRole
-                | ResourceType::Organization
-                | ResourceType::Location
-        ) {
-            providers.entry(rtype).or_default().push(id.to_string());
+        if is_provider_type(rtype) {
+            providers.entry(rtype).or_default().insert(id);
         }
     }
     Ok(providers)
 }
 
-/// The first column of a query that scans a whole member list (a few rows out): on SQLite on its
-/// own small-cache connection, so the scan does not fill a pooled connection's page cache.
-async fn scan_texts(pool: &Pool, sql: String, args: Vec<Arg>) -> Result<Vec<String>, StoreError> {
-    match pool {
-        Pool::Sqlite(p) => {
-            let path = p.connect_options().get_filename().to_path_buf();
-            tokio::task::spawn_blocking(move || sqlite::texts(&path, &sql, &args))
-                .await
-                .map_err(|e| StoreError::Direct(e.to_string()))?
-        }
-        Pool::Postgres(_) => Ok(pool
-            .fetch_all(&sql, &args, &[Col::Text])
-            .await?
-            .into_iter()
-            .map(|mut r| r.text(0))
-            .collect()),
-    }
+/// The types an export resolves after reading the Coverages.
+pub fn is_provider_type(rtype: ResourceType) -> bool {
+    matches!(
+        rtype,
+        ResourceType::Practitioner
+            | ResourceType::PractitionerRole
+            | ResourceType::Organization
+            | ResourceType::Location
+    )
 }
 
 /// Adds the Practitioners, Organizations and Locations of the PractitionerRoles in `refs`.
@@ -283,77 +339,22 @@ async fn joined_since(
     Ok(Some(joined.into_iter().collect()))
 }
 
-/// The statement that lists one type's resources in scope: rows of (reference, version,
-/// last_updated, deleted, body), the last four NULL for a reference nothing is stored under.
-enum Source {
-    Join { sql: String, args: Vec<Arg> },
-    Ids(Vec<String>),
-}
+/// Every current resource of a type, for the scan that filters by id set.
+const SCAN_SQL: &str = "SELECT id, version, last_updated, deleted, body FROM resource_version \
+     WHERE rtype = $1 AND is_current";
 
-fn source(plan: &ExportPlan, rtype: ResourceType) -> Source {
-    let (at_v, args) = members_at(&plan.scope);
-    let by_ref = |inner: String, strip: usize| {
-        format!(
-            "SELECT m.ref, rv.version, rv.last_updated, rv.deleted, rv.body FROM ({inner}) m \
-             LEFT JOIN resource_version rv ON rv.rtype = '{}' AND rv.id = substr(m.ref, {}) AND rv.is_current",
-            rtype.as_str(),
-            strip + 1
-        )
-    };
-    match rtype {
-        ResourceType::Patient => Source::Join {
-            sql: by_ref(
-                format!(
-                    "SELECT DISTINCT patient AS ref FROM group_member WHERE {at_v} \
-                     AND substr(patient, 1, 8) = 'Patient/'"
-                ),
-                8,
-            ),
-            args,
-        },
-        ResourceType::Coverage => Source::Join {
-            sql: by_ref(
-                format!(
-                    "SELECT DISTINCT coverage AS ref FROM group_member WHERE {at_v} \
-                     AND coverage IS NOT NULL AND substr(coverage, 1, 9) = 'Coverage/'"
-                ),
-                9,
-            ),
-            args,
-        },
-        ResourceType::RelatedPerson => Source::Join {
-            sql: by_ref(
-                format!(
-                    "SELECT DISTINCT sr.target AS ref FROM \
-                     (SELECT coverage AS c FROM group_member WHERE {at_v} AND coverage IS NOT NULL) cv \
-                     CROSS JOIN search_ref sr WHERE sr.rtype = 'Coverage' AND sr.id = substr(cv.c, 10) \
-                     AND sr.param IN ('subscriber', 'policy-holder') \
-                     AND substr(cv.c, 1, 9) = 'Coverage/' AND substr(sr.target, 1, 14) = 'RelatedPerson/'"
-                ),
-                14,
-            ),
-            args,
-        },
-        other => Source::Ids(plan.providers.get(&other).cloned().unwrap_or_default()),
-    }
-}
-
-/// The statement for a list of ids: (reference, version, last_updated, deleted, body).
-fn ids_sql(rtype: ResourceType, n: usize) -> String {
-    let mut sql = format!(
-        "SELECT '{}/' || id, version, last_updated, deleted, body FROM resource_version \
-         WHERE rtype = '{}' AND is_current AND id IN (",
-        rtype.as_str(),
-        rtype.as_str()
-    );
-    push_placeholders(&mut sql, 1, n);
-    sql.push(')');
-    sql
-}
+/// Current resources of a type.
+const COUNT_SQL: &str = "SELECT count(*) FROM resource_version WHERE rtype = $1 AND is_current";
 
 /// The newest version of one resource not after the snapshot.
 const AS_OF_SQL: &str = "SELECT version, last_updated, deleted, body FROM resource_version \
      WHERE rtype = $1 AND id = $2 AND last_updated <= $3 ORDER BY version DESC LIMIT 1";
+
+/// Whether reading every stored resource of the type (and keeping those in the set) beats looking
+/// the ids up one by one: a lookup costs about two rows of a sequential scan.
+fn scan_beats_lookups(wanted: usize, stored: i64) -> bool {
+    wanted as i64 * 2 >= stored
+}
 
 /// Turns scanned rows into NDJSON chunks and the deleted/missing reports.
 struct Emitter {
@@ -361,7 +362,7 @@ struct Emitter {
     prefix: String,
     buf: Vec<u8>,
     count: u64,
-    /// References whose current version is newer than the snapshot.
+    /// Ids whose current version is newer than the snapshot.
     late: Vec<String>,
     out: mpsc::Sender<Result<ExportItem, StoreError>>,
 }
@@ -385,31 +386,36 @@ impl Emitter {
         }
     }
 
-    /// One scanned row; `stored` is `(version, last_updated, deleted, body)`.
+    fn reference(&self, id: &str) -> String {
+        format!("{}{id}", self.prefix)
+    }
+
+    /// One resource in scope; `stored` is `(last_updated, deleted, body)` of its current version
+    /// (or, `as_of`, of its version at the snapshot), `None` when nothing is stored.
     fn row(
         &mut self,
-        reference: &str,
-        stored: Option<(i64, i64, bool, &[u8])>,
+        id: &str,
+        stored: Option<(i64, bool, &[u8])>,
         as_of: bool,
     ) -> Option<ExportItem> {
-        let Some((_, last_updated, deleted, body)) = stored else {
-            return Some(ExportItem::Missing(reference.to_string()));
+        let Some((last_updated, deleted, body)) = stored else {
+            return Some(ExportItem::Missing(self.reference(id)));
         };
         if last_updated > self.plan.scope.at && !as_of {
-            self.late.push(reference.to_string());
+            self.late.push(id.to_string());
             return None;
         }
         let since = self.plan.since;
         if deleted {
             return match since {
-                Some(s) if last_updated > s => Some(ExportItem::Deleted(reference.to_string())),
+                Some(s) if last_updated > s => Some(ExportItem::Deleted(self.reference(id))),
                 Some(_) => None,
-                None => Some(ExportItem::Missing(reference.to_string())),
+                None => Some(ExportItem::Missing(self.reference(id))),
             };
         }
         if let Some(s) = since
             && last_updated <= s
-            && !self.plan.joined.contains(reference)
+            && !self.plan.joined.contains(&self.reference(id))
         {
             return None;
         }
@@ -433,12 +439,6 @@ impl Emitter {
         ));
         let count = std::mem::take(&mut self.count);
         Some(ExportItem::Lines { ndjson, count })
-    }
-
-    fn strip<'a>(&self, reference: &'a str) -> &'a str {
-        reference
-            .strip_prefix(self.prefix.as_str())
-            .unwrap_or(reference)
     }
 }
 
@@ -466,6 +466,13 @@ pub(crate) fn read(pool: &Pool, plan: Arc<ExportPlan>, rtype: ResourceType) -> E
         }
     }
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+/// The ids of a set in byte order: lookups one by one go through the index in its order.
+fn sorted(ids: &IdSet) -> Vec<(usize, &str)> {
+    let mut v: Vec<(usize, &str)> = ids.iter().enumerate().collect();
+    v.sort_unstable_by(|a, b| a.1.cmp(b.1));
+    v
 }
 
 mod sqlite {
@@ -505,53 +512,20 @@ mod sqlite {
         out.blocking_send(Ok(item)).map_err(|_| Gone)
     }
 
-    fn scan(
-        conn: &Connection,
-        sql: &str,
-        args: &[Arg],
-        em: &mut Emitter,
-        mut found: Option<&mut HashSet<String>>,
-    ) -> Result<Result<(), Gone>, StoreError> {
-        let mut stmt = conn.prepare(&numbered(sql)).map_err(err)?;
-        let mut rows = stmt.query(params_from_iter(bind(args))).map_err(err)?;
-        while let Some(row) = rows.next().map_err(err)? {
-            let reference = match row.get_ref(0).map_err(err)? {
-                ValueRef::Text(t) => {
-                    std::str::from_utf8(t).map_err(|e| StoreError::Corrupt(e.to_string()))?
-                }
-                _ => continue,
-            };
-            let stored = match row.get_ref(1).map_err(err)? {
-                ValueRef::Null => None,
-                _ => {
-                    let body = match row.get_ref(4).map_err(err)? {
-                        ValueRef::Blob(b) | ValueRef::Text(b) => b,
-                        _ => &[][..],
-                    };
-                    Some((
-                        row.get::<_, i64>(1).map_err(err)?,
-                        row.get::<_, i64>(2).map_err(err)?,
-                        row.get::<_, bool>(3).map_err(err)?,
-                        body,
-                    ))
-                }
-            };
-            if let Some(found) = found.as_deref_mut() {
-                found.insert(reference.to_string());
-            }
-            if let Some(item) = em.row(reference, stored, false)
-                && send(&em.out, item).is_err()
-            {
-                return Ok(Err(Gone));
-            }
-            if em.full()
-                && let Some(chunk) = em.take()
-                && send(&em.out, chunk).is_err()
-            {
-                return Ok(Err(Gone));
-            }
+    fn text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> Result<Option<&'r str>, StoreError> {
+        match row.get_ref(i).map_err(err)? {
+            ValueRef::Text(t) => std::str::from_utf8(t)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(e.to_string())),
+            _ => Ok(None),
         }
-        Ok(Ok(()))
+    }
+
+    fn blob<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r [u8], StoreError> {
+        Ok(match row.get_ref(i).map_err(err)? {
+            ValueRef::Blob(b) | ValueRef::Text(b) => b,
+            _ => &[][..],
+        })
     }
 
     /// A read-only connection with a small page cache and temporary b-trees on disk, so an
@@ -565,26 +539,141 @@ mod sqlite {
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(err)?;
         conn.execute_batch(
-            "PRAGMA cache_size = -8192; PRAGMA temp.cache_size = -8192; PRAGMA temp_store = FILE; BEGIN",
+            "PRAGMA cache_size = -2048; PRAGMA temp.cache_size = -2048; PRAGMA temp_store = FILE; BEGIN",
         )
         .map_err(err)?;
         Ok(conn)
     }
 
-    /// The first column of every row, as text.
-    pub(super) fn texts(
+    pub(super) fn member_refs(
         path: &std::path::Path,
         sql: &str,
         args: &[Arg],
-    ) -> Result<Vec<String>, StoreError> {
+        mut refs: MemberRefs,
+    ) -> Result<MemberRefs, StoreError> {
         let conn = open(path)?;
         let mut stmt = conn.prepare(&numbered(sql)).map_err(err)?;
-        let rows = stmt
-            .query_map(params_from_iter(bind(args)), |r| r.get::<_, String>(0))
-            .map_err(err)?
-            .collect::<Result<Vec<_>, _>>()
+        let mut rows = stmt.query(params_from_iter(bind(args))).map_err(err)?;
+        while let Some(row) = rows.next().map_err(err)? {
+            let patient = text(row, 0)?.unwrap_or_default();
+            refs.add(patient, text(row, 1)?, text(row, 2)?);
+        }
+        Ok(refs)
+    }
+
+    pub(super) fn links(path: &std::path::Path, coverages: &IdSet) -> Result<IdSet, StoreError> {
+        let conn = open(path)?;
+        let stored: i64 = conn
+            .query_row(&numbered(COUNT_SQL), ["Coverage"], |r| r.get(0))
             .map_err(err)?;
-        Ok(rows)
+        let mut links = IdSet::new();
+        if scan_beats_lookups(coverages.len(), stored) {
+            // A table scan: the (rtype, param, target) index would visit the rows in target
+            // order, one table lookup each.
+            let sql = format!(
+                "SELECT id, target FROM search_ref NOT INDEXED \
+                 WHERE rtype = 'Coverage' AND param IN {LINK_PARAMS}"
+            );
+            let mut stmt = conn.prepare(&sql).map_err(err)?;
+            let mut rows = stmt.query([]).map_err(err)?;
+            while let Some(row) = rows.next().map_err(err)? {
+                if let (Some(id), Some(target)) = (text(row, 0)?, text(row, 1)?)
+                    && coverages.contains(id)
+                {
+                    links.insert(target);
+                }
+            }
+        } else {
+            let sql = format!(
+                "SELECT target FROM search_ref WHERE rtype = 'Coverage' AND id = ?1 \
+                 AND param IN {LINK_PARAMS}"
+            );
+            let mut stmt = conn.prepare(&sql).map_err(err)?;
+            for (_, id) in sorted(coverages) {
+                let mut rows = stmt.query([id]).map_err(err)?;
+                while let Some(row) = rows.next().map_err(err)? {
+                    if let Some(target) = text(row, 0)? {
+                        links.insert(target);
+                    }
+                }
+            }
+        }
+        Ok(links)
+    }
+
+    /// Hands `item` on and, when the buffer is full, the buffered lines.
+    fn emit(em: &mut Emitter, item: Option<ExportItem>) -> Result<(), Gone> {
+        if let Some(item) = item {
+            send(&em.out, item)?;
+        }
+        if em.full()
+            && let Some(chunk) = em.take()
+        {
+            send(&em.out, chunk)?;
+        }
+        Ok(())
+    }
+
+    /// Reads every id of the set; `Ok(Err(Gone))` when the job went away meanwhile.
+    fn each_in_scope(
+        conn: &Connection,
+        rtype: ResourceType,
+        ids: &IdSet,
+        em: &mut Emitter,
+    ) -> Result<Result<(), Gone>, StoreError> {
+        let stored: i64 = conn
+            .query_row(&numbered(COUNT_SQL), [rtype.as_str()], |r| r.get(0))
+            .map_err(err)?;
+        let mut found = vec![false; ids.len()];
+        if scan_beats_lookups(ids.len(), stored) {
+            let mut stmt = conn.prepare(&numbered(SCAN_SQL)).map_err(err)?;
+            let mut rows = stmt.query([rtype.as_str()]).map_err(err)?;
+            while let Some(row) = rows.next().map_err(err)? {
+                let Some(id) = text(row, 0)? else { continue };
+                let Some(i) = ids.index_of(id) else { continue };
+                found[i] = true;
+                let stored = (
+                    row.get(2).map_err(err)?,
+                    row.get(3).map_err(err)?,
+                    blob(row, 4)?,
+                );
+                let item = em.row(id, Some(stored), false);
+                if emit(em, item).is_err() {
+                    return Ok(Err(Gone));
+                }
+            }
+        } else {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT last_updated, deleted, body FROM resource_version \
+                     WHERE rtype = ?1 AND id = ?2 AND is_current",
+                )
+                .map_err(err)?;
+            for (i, id) in sorted(ids) {
+                let mut rows = stmt
+                    .query(rusqlite::params![rtype.as_str(), id])
+                    .map_err(err)?;
+                if let Some(row) = rows.next().map_err(err)? {
+                    found[i] = true;
+                    let stored = (
+                        row.get(0).map_err(err)?,
+                        row.get(1).map_err(err)?,
+                        blob(row, 2)?,
+                    );
+                    let item = em.row(id, Some(stored), false);
+                    if emit(em, item).is_err() {
+                        return Ok(Err(Gone));
+                    }
+                }
+            }
+        }
+        for (i, _) in found.iter().enumerate().filter(|(_, f)| !**f) {
+            let item = em.row(ids.get(i), None, false);
+            if emit(em, item).is_err() {
+                return Ok(Err(Gone));
+            }
+        }
+        Ok(Ok(()))
     }
 
     pub(super) fn read(
@@ -594,41 +683,17 @@ mod sqlite {
         out: mpsc::Sender<Result<ExportItem, StoreError>>,
     ) -> Result<(), StoreError> {
         let conn = open(&path)?;
+        let ids = plan.ids.get(&rtype).cloned().unwrap_or_default();
         let mut em = Emitter::new(plan.clone(), rtype, out);
-        match source(&plan, rtype) {
-            Source::Join { sql, args } => {
-                if scan(&conn, &sql, &args, &mut em, None)?.is_err() {
-                    return Ok(());
-                }
-            }
-            Source::Ids(ids) => {
-                let mut found = HashSet::new();
-                for chunk in ids.chunks(IDS_PER_QUERY) {
-                    let args: Vec<Arg> = chunk.iter().map(|i| Arg::from(i.as_str())).collect();
-                    found.clear();
-                    let sql = ids_sql(rtype, chunk.len());
-                    if scan(&conn, &sql, &args, &mut em, Some(&mut found))?.is_err() {
-                        return Ok(());
-                    }
-                    for id in chunk {
-                        let reference = format!("{}{id}", em.prefix);
-                        if !found.contains(&reference)
-                            && send(&em.out, ExportItem::Missing(reference)).is_err()
-                        {
-                            return Ok(());
-                        }
-                    }
-                }
-            }
+        if !ids.is_empty() && each_in_scope(&conn, rtype, &ids, &mut em)?.is_err() {
+            return Ok(());
         }
         let late = std::mem::take(&mut em.late);
         let mut stmt = conn.prepare(&numbered(AS_OF_SQL)).map_err(err)?;
-        for reference in late {
-            let id = em.strip(&reference).to_string();
+        for id in late {
             let row = stmt
                 .query_row(rusqlite::params![rtype.as_str(), id, plan.scope.at], |r| {
                     Ok((
-                        r.get::<_, i64>(0)?,
                         r.get::<_, i64>(1)?,
                         r.get::<_, bool>(2)?,
                         r.get::<_, Vec<u8>>(3)?,
@@ -636,10 +701,9 @@ mod sqlite {
                 })
                 .optional()
                 .map_err(err)?;
-            let stored = row.as_ref().map(|(v, l, d, b)| (*v, *l, *d, b.as_slice()));
-            if let Some(item) = em.row(&reference, stored, true)
-                && send(&em.out, item).is_err()
-            {
+            let stored = row.as_ref().map(|(l, d, b)| (*l, *d, b.as_slice()));
+            let item = em.row(&id, stored, true);
+            if emit(&mut em, item).is_err() {
                 return Ok(());
             }
         }
@@ -656,6 +720,9 @@ mod pg {
     use sqlx::{AssertSqlSafe, PgPool, Postgres};
 
     use super::*;
+
+    /// Ids per `= ANY($2)` lookup.
+    const IDS_PER_LOOKUP: usize = 2_000;
 
     fn bound<'q>(sql: &'q str, args: &'q [Arg]) -> Query<'q, Postgres, PgArguments> {
         let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -680,36 +747,127 @@ mod pg {
         out.send(Ok(item)).await.map_err(|_| Gone)
     }
 
-    async fn scan(
+    async fn emit(em: &mut Emitter, item: Option<ExportItem>) -> Result<(), Gone> {
+        if let Some(item) = item {
+            send(&em.out, item).await?;
+        }
+        if em.full()
+            && let Some(chunk) = em.take()
+        {
+            send(&em.out, chunk).await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn member_refs(
         pool: &PgPool,
         sql: &str,
         args: &[Arg],
-        em: &mut Emitter,
-        found: &mut HashSet<String>,
-    ) -> Result<Result<(), Gone>, StoreError> {
+        mut refs: MemberRefs,
+    ) -> Result<MemberRefs, StoreError> {
         let mut rows = bound(sql, args).fetch(pool);
         while let Some(row) = rows.try_next().await? {
-            let reference: &str = row.try_get(0)?;
-            let version: Option<i64> = row.try_get(1)?;
-            let stored = match version {
-                None => None,
-                Some(v) => Some((
-                    v,
-                    row.try_get::<i64, _>(2)?,
-                    row.try_get::<bool, _>(3)?,
-                    row.try_get::<&[u8], _>(4)?,
-                )),
-            };
-            found.insert(reference.to_string());
-            if let Some(item) = em.row(reference, stored, false)
-                && send(&em.out, item).await.is_err()
-            {
-                return Ok(Err(Gone));
+            refs.add(row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        }
+        Ok(refs)
+    }
+
+    pub(super) async fn links(pool: &PgPool, coverages: &IdSet) -> Result<IdSet, StoreError> {
+        let stored: i64 = sqlx::query_scalar(COUNT_SQL)
+            .bind("Coverage")
+            .fetch_one(pool)
+            .await?;
+        let mut links = IdSet::new();
+        if scan_beats_lookups(coverages.len(), stored) {
+            let sql = format!(
+                "SELECT id, target FROM search_ref WHERE rtype = 'Coverage' AND param IN {LINK_PARAMS}"
+            );
+            let mut rows = sqlx::query(AssertSqlSafe(sql)).fetch(pool);
+            while let Some(row) = rows.try_next().await? {
+                let id: &str = row.try_get(0)?;
+                if coverages.contains(id) {
+                    links.insert(row.try_get(1)?);
+                }
             }
-            if em.full()
-                && let Some(chunk) = em.take()
-                && send(&em.out, chunk).await.is_err()
-            {
+        } else {
+            let sql = format!(
+                "SELECT target FROM search_ref WHERE rtype = 'Coverage' AND id = ANY($1) \
+                 AND param IN {LINK_PARAMS}"
+            );
+            let all = sorted(coverages);
+            for chunk in all.chunks(IDS_PER_LOOKUP) {
+                let wanted: Vec<&str> = chunk.iter().map(|(_, id)| *id).collect();
+                let mut rows = sqlx::query(AssertSqlSafe(sql.as_str()))
+                    .bind(&wanted)
+                    .fetch(pool);
+                while let Some(row) = rows.try_next().await? {
+                    links.insert(row.try_get(0)?);
+                }
+            }
+        }
+        Ok(links)
+    }
+
+    /// One row of (id, version, last_updated, deleted, body) into the emitter.
+    async fn take_row(
+        row: &sqlx::postgres::PgRow,
+        ids: &IdSet,
+        found: &mut [bool],
+        em: &mut Emitter,
+    ) -> Result<Result<(), Gone>, StoreError> {
+        let id: &str = row.try_get(0)?;
+        let Some(i) = ids.index_of(id) else {
+            return Ok(Ok(()));
+        };
+        found[i] = true;
+        let stored = (
+            row.try_get::<i64, _>(2)?,
+            row.try_get::<bool, _>(3)?,
+            row.try_get::<&[u8], _>(4)?,
+        );
+        let item = em.row(id, Some(stored), false);
+        Ok(emit(em, item).await)
+    }
+
+    async fn each_in_scope(
+        pool: &PgPool,
+        rtype: ResourceType,
+        ids: &IdSet,
+        em: &mut Emitter,
+    ) -> Result<Result<(), Gone>, StoreError> {
+        let stored: i64 = sqlx::query_scalar(COUNT_SQL)
+            .bind(rtype.as_str())
+            .fetch_one(pool)
+            .await?;
+        let mut found = vec![false; ids.len()];
+        if scan_beats_lookups(ids.len(), stored) {
+            let mut rows = sqlx::query(SCAN_SQL).bind(rtype.as_str()).fetch(pool);
+            while let Some(row) = rows.try_next().await? {
+                if take_row(&row, ids, &mut found, em).await?.is_err() {
+                    return Ok(Err(Gone));
+                }
+            }
+        } else {
+            let all = sorted(ids);
+            for chunk in all.chunks(IDS_PER_LOOKUP) {
+                let wanted: Vec<&str> = chunk.iter().map(|(_, id)| *id).collect();
+                let mut rows = sqlx::query(
+                    "SELECT id, version, last_updated, deleted, body FROM resource_version \
+                     WHERE rtype = $1 AND is_current AND id = ANY($2)",
+                )
+                .bind(rtype.as_str())
+                .bind(&wanted)
+                .fetch(pool);
+                while let Some(row) = rows.try_next().await? {
+                    if take_row(&row, ids, &mut found, em).await?.is_err() {
+                        return Ok(Err(Gone));
+                    }
+                }
+            }
+        }
+        for (i, _) in found.iter().enumerate().filter(|(_, f)| !**f) {
+            let item = em.row(ids.get(i), None, false);
+            if emit(em, item).await.is_err() {
                 return Ok(Err(Gone));
             }
         }
@@ -722,64 +880,28 @@ mod pg {
         rtype: ResourceType,
         out: mpsc::Sender<Result<ExportItem, StoreError>>,
     ) -> Result<(), StoreError> {
+        let ids = plan.ids.get(&rtype).cloned().unwrap_or_default();
         let mut em = Emitter::new(plan.clone(), rtype, out);
-        let mut found = HashSet::new();
-        match source(&plan, rtype) {
-            Source::Join { sql, args } => {
-                if scan(&pool, &sql, &args, &mut em, &mut HashSet::new())
-                    .await?
-                    .is_err()
-                {
-                    return Ok(());
-                }
-            }
-            Source::Ids(ids) => {
-                for chunk in ids.chunks(IDS_PER_QUERY) {
-                    let args: Vec<Arg> = chunk.iter().map(|i| Arg::from(i.as_str())).collect();
-                    found.clear();
-                    if scan(
-                        &pool,
-                        &ids_sql(rtype, chunk.len()),
-                        &args,
-                        &mut em,
-                        &mut found,
-                    )
-                    .await?
-                    .is_err()
-                    {
-                        return Ok(());
-                    }
-                    for id in chunk {
-                        let reference = format!("{}{id}", em.prefix);
-                        if !found.contains(&reference)
-                            && send(&em.out, ExportItem::Missing(reference)).await.is_err()
-                        {
-                            return Ok(());
-                        }
-                    }
-                }
-            }
+        if !ids.is_empty() && each_in_scope(&pool, rtype, &ids, &mut em).await?.is_err() {
+            return Ok(());
         }
-        for reference in std::mem::take(&mut em.late) {
-            let id = em.strip(&reference).to_string();
+        for id in std::mem::take(&mut em.late) {
             let args = [
                 Arg::Static(rtype.as_str()),
-                Arg::Text(id),
+                Arg::Text(id.clone()),
                 Arg::Int(plan.scope.at),
             ];
             let row = bound(AS_OF_SQL, &args).fetch_optional(&pool).await?;
             let stored = match &row {
                 None => None,
                 Some(r) => Some((
-                    r.try_get::<i64, _>(0)?,
                     r.try_get::<i64, _>(1)?,
                     r.try_get::<bool, _>(2)?,
                     r.try_get::<&[u8], _>(3)?,
                 )),
             };
-            if let Some(item) = em.row(&reference, stored, true)
-                && send(&em.out, item).await.is_err()
-            {
+            let item = em.row(&id, stored, true);
+            if emit(&mut em, item).await.is_err() {
                 return Ok(());
             }
         }

@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use self::db::{Arg, Col, Dialect, Pool, Row, Tx};
-pub use self::export_read::ExportStream;
+pub use self::export_read::{ExportStream, is_provider_type};
 use crate::{
     Access, ClientRecord, MemberStream, ResourceWrite, SearchPage, SearchQuery, Store, StoreError,
     StoredResource, TokenKey, VersionInfo, WriteMode, WriteOutcome,
@@ -679,11 +679,18 @@ impl Store for SqlStore {
         export_read::plan(&self.pool, scope).await
     }
 
+    async fn export_links(
+        &self,
+        plan: std::sync::Arc<crate::ExportPlan>,
+    ) -> Result<crate::IdSet, StoreError> {
+        export_read::links(&self.pool, plan).await
+    }
+
     async fn export_providers(
         &self,
-        scope: &crate::ExportScope,
-    ) -> Result<std::collections::BTreeMap<ResourceType, Vec<String>>, StoreError> {
-        export_read::providers(&self.pool, scope).await
+        refs: std::collections::BTreeSet<String>,
+    ) -> Result<std::collections::BTreeMap<ResourceType, crate::IdSet>, StoreError> {
+        export_read::providers(&self.pool, refs).await
     }
 
     fn export_resources(
