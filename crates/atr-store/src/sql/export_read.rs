@@ -8,9 +8,10 @@
 //! every Patient once, without a million index descents and without `DISTINCT` over the member
 //! rows); a small set is looked up id by id.
 //!
-//! Stored bytes are copied, never parsed: a resource's body is already one compact JSON line. Every resource is exported as it was at the job's snapshot
-//! instant: the current version when it is not newer than the snapshot, else the newest version
-//! that is (looked up after the main pass; rare while an export runs).
+//! Stored bytes are copied, never parsed: a resource's body is already one compact JSON line.
+//! Every resource is exported as it was at the job's snapshot instant: the current version when
+//! it is not newer than the snapshot, else the newest version that is (looked up after the main
+//! pass; rare while an export runs).
 //!
 //! SQLite runs each type on a blocking thread with its own read-only `rusqlite` connection
 //! (sqlx would hand every row across threads); PostgreSQL streams rows through sqlx.
@@ -212,7 +213,7 @@ pub(crate) async fn providers(
     Ok(providers)
 }
 
-/// The types an export resolves after reading the Coverages.
+/// The types an export resolves once the Coverages' links are read.
 pub fn is_provider_type(rtype: ResourceType) -> bool {
     matches!(
         rtype,
@@ -339,15 +340,20 @@ async fn joined_since(
     Ok(Some(joined.into_iter().collect()))
 }
 
-/// Every current resource of a type, for the scan that filters by id set.
-const SCAN_SQL: &str = "SELECT id, version, last_updated, deleted, body FROM resource_version \
+/// Every current resource of a type, for the scan that filters by id set: rows of (id,
+/// last_updated, deleted, body), as from [`LOOKUP_SQL`].
+const SCAN_SQL: &str = "SELECT id, last_updated, deleted, body FROM resource_version \
      WHERE rtype = $1 AND is_current";
+
+/// The current version of one resource (SQLite; PostgreSQL looks up many with `= ANY`).
+const LOOKUP_SQL: &str = "SELECT id, last_updated, deleted, body FROM resource_version \
+     WHERE rtype = $1 AND id = $2 AND is_current";
 
 /// Current resources of a type.
 const COUNT_SQL: &str = "SELECT count(*) FROM resource_version WHERE rtype = $1 AND is_current";
 
 /// The newest version of one resource not after the snapshot.
-const AS_OF_SQL: &str = "SELECT version, last_updated, deleted, body FROM resource_version \
+const AS_OF_SQL: &str = "SELECT last_updated, deleted, body FROM resource_version \
      WHERE rtype = $1 AND id = $2 AND last_updated <= $3 ORDER BY version DESC LIMIT 1";
 
 /// Whether reading every stored resource of the type (and keeping those in the set) beats looking
@@ -614,6 +620,29 @@ mod sqlite {
         Ok(())
     }
 
+    /// One row of (id, last_updated, deleted, body) into the emitter, if its id is in the set.
+    fn take_row(
+        row: &rusqlite::Row<'_>,
+        ids: &IdSet,
+        found: &mut [bool],
+        em: &mut Emitter,
+    ) -> Result<Result<(), Gone>, StoreError> {
+        let Some(id) = text(row, 0)? else {
+            return Ok(Ok(()));
+        };
+        let Some(i) = ids.index_of(id) else {
+            return Ok(Ok(()));
+        };
+        found[i] = true;
+        let stored = (
+            row.get(1).map_err(err)?,
+            row.get(2).map_err(err)?,
+            blob(row, 3)?,
+        );
+        let item = em.row(id, Some(stored), false);
+        Ok(emit(em, item))
+    }
+
     /// Reads every id of the set; `Ok(Err(Gone))` when the job went away meanwhile.
     fn each_in_scope(
         conn: &Connection,
@@ -629,41 +658,20 @@ mod sqlite {
             let mut stmt = conn.prepare(&numbered(SCAN_SQL)).map_err(err)?;
             let mut rows = stmt.query([rtype.as_str()]).map_err(err)?;
             while let Some(row) = rows.next().map_err(err)? {
-                let Some(id) = text(row, 0)? else { continue };
-                let Some(i) = ids.index_of(id) else { continue };
-                found[i] = true;
-                let stored = (
-                    row.get(2).map_err(err)?,
-                    row.get(3).map_err(err)?,
-                    blob(row, 4)?,
-                );
-                let item = em.row(id, Some(stored), false);
-                if emit(em, item).is_err() {
+                if take_row(row, ids, &mut found, em)?.is_err() {
                     return Ok(Err(Gone));
                 }
             }
         } else {
-            let mut stmt = conn
-                .prepare(
-                    "SELECT last_updated, deleted, body FROM resource_version \
-                     WHERE rtype = ?1 AND id = ?2 AND is_current",
-                )
-                .map_err(err)?;
-            for (i, id) in sorted(ids) {
+            let mut stmt = conn.prepare(&numbered(LOOKUP_SQL)).map_err(err)?;
+            for (_, id) in sorted(ids) {
                 let mut rows = stmt
                     .query(rusqlite::params![rtype.as_str(), id])
                     .map_err(err)?;
-                if let Some(row) = rows.next().map_err(err)? {
-                    found[i] = true;
-                    let stored = (
-                        row.get(0).map_err(err)?,
-                        row.get(1).map_err(err)?,
-                        blob(row, 2)?,
-                    );
-                    let item = em.row(id, Some(stored), false);
-                    if emit(em, item).is_err() {
-                        return Ok(Err(Gone));
-                    }
+                if let Some(row) = rows.next().map_err(err)?
+                    && take_row(row, ids, &mut found, em)?.is_err()
+                {
+                    return Ok(Err(Gone));
                 }
             }
         }
@@ -694,9 +702,9 @@ mod sqlite {
             let row = stmt
                 .query_row(rusqlite::params![rtype.as_str(), id, plan.scope.at], |r| {
                     Ok((
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, bool>(2)?,
-                        r.get::<_, Vec<u8>>(3)?,
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, bool>(1)?,
+                        r.get::<_, Vec<u8>>(2)?,
                     ))
                 })
                 .optional()
@@ -808,7 +816,7 @@ mod pg {
         Ok(links)
     }
 
-    /// One row of (id, version, last_updated, deleted, body) into the emitter.
+    /// One row of (id, last_updated, deleted, body) into the emitter, if its id is in the set.
     async fn take_row(
         row: &sqlx::postgres::PgRow,
         ids: &IdSet,
@@ -821,9 +829,9 @@ mod pg {
         };
         found[i] = true;
         let stored = (
-            row.try_get::<i64, _>(2)?,
-            row.try_get::<bool, _>(3)?,
-            row.try_get::<&[u8], _>(4)?,
+            row.try_get::<i64, _>(1)?,
+            row.try_get::<bool, _>(2)?,
+            row.try_get::<&[u8], _>(3)?,
         );
         let item = em.row(id, Some(stored), false);
         Ok(emit(em, item).await)
@@ -852,7 +860,7 @@ mod pg {
             for chunk in all.chunks(IDS_PER_LOOKUP) {
                 let wanted: Vec<&str> = chunk.iter().map(|(_, id)| *id).collect();
                 let mut rows = sqlx::query(
-                    "SELECT id, version, last_updated, deleted, body FROM resource_version \
+                    "SELECT id, last_updated, deleted, body FROM resource_version \
                      WHERE rtype = $1 AND is_current AND id = ANY($2)",
                 )
                 .bind(rtype.as_str())
@@ -895,9 +903,9 @@ mod pg {
             let stored = match &row {
                 None => None,
                 Some(r) => Some((
-                    r.try_get::<i64, _>(1)?,
-                    r.try_get::<bool, _>(2)?,
-                    r.try_get::<&[u8], _>(3)?,
+                    r.try_get::<i64, _>(0)?,
+                    r.try_get::<bool, _>(1)?,
+                    r.try_get::<&[u8], _>(2)?,
                 )),
             };
             let item = em.row(&id, stored, true);
