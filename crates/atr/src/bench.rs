@@ -35,6 +35,41 @@ pub struct BenchArgs {
     /// Working directory (default: a new temporary directory, removed afterwards).
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// Keep the synthetic set and the loaded databases in `--work-dir` and use them again on the
+    /// next run instead of synthesising and loading anew (the PostgreSQL schema `bench_reuse` is
+    /// kept).
+    #[arg(long, requires = "work_dir")]
+    reuse: bool,
+    /// Only these measurements, comma-separated: stream, export, discovery, member-ops, tokens
+    /// (default: all).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+impl BenchArgs {
+    fn runs(&self, phase: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|p| p == phase)
+    }
+}
+
+/// Lines in the NDJSON files of a synthetic set kept from an earlier run.
+fn count_resources(data: &Path) -> Result<u64> {
+    let mut n = 0u64;
+    for entry in std::fs::read_dir(data)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|x| x == "ndjson") {
+            let mut file = std::fs::File::open(&path)?;
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let read = std::io::Read::read(&mut file, &mut buf)?;
+                if read == 0 {
+                    break;
+                }
+                n += buf[..read].iter().filter(|&&b| b == b'\n').count() as u64;
+            }
+        }
+    }
+    Ok(n)
 }
 
 struct ChildGuard(Child);
@@ -79,16 +114,27 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let exe = std::env::current_exe()?;
     let data = dir.join("ndjson");
     let started = Instant::now();
-    let config = crate::synth_config(args.members, args.lists, 7, 1.0);
-    let summary = atr_synth::generate(&config, &data)?;
-    let resources: u64 = summary.counts.iter().map(|(_, n)| n).sum();
-    println!(
-        "synthetic set: {resources} resources, {} MB, largest list {} entries ({:.1?})",
-        summary.bytes / 1_000_000,
-        summary.largest_list_members,
-        started.elapsed()
-    );
-    let schema = format!("bench_{}", std::process::id());
+    let (resources, largest) = if args.reuse && data.is_dir() {
+        let n = count_resources(&data)?;
+        println!("synthetic set: {n} resources, kept from an earlier run");
+        (n, "list-1's".to_string())
+    } else {
+        let config = crate::synth_config(args.members, args.lists, 7, 1.0);
+        let summary = atr_synth::generate(&config, &data)?;
+        let resources: u64 = summary.counts.iter().map(|(_, n)| n).sum();
+        println!(
+            "synthetic set: {resources} resources, {} MB, largest list {} entries ({:.1?})",
+            summary.bytes / 1_000_000,
+            summary.largest_list_members,
+            started.elapsed()
+        );
+        (resources, summary.largest_list_members.to_string())
+    };
+    let schema = if args.reuse {
+        "bench_reuse".to_string()
+    } else {
+        format!("bench_{}", std::process::id())
+    };
     let mut dialects = Vec::new();
     if !args.skip_sqlite {
         dialects.push("sqlite");
@@ -98,24 +144,32 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     }
     for dialect in dialects {
         let flags = store_flags(dialect, &dir, &args.postgres, &schema);
-        // Load.
-        let t = Instant::now();
-        let out = Command::new(&exe)
-            .arg("load")
-            .arg(&data)
-            .args(&flags)
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "{dialect} load failed: {}",
-                String::from_utf8_lossy(&out.stderr)
+        // Load, unless an earlier run's load is kept (the marker is written once it completed).
+        let loaded = dir.join(format!("loaded-{dialect}"));
+        if args.reuse && loaded.exists() {
+            println!("[{dialect}] load: kept from an earlier run");
+        } else {
+            let t = Instant::now();
+            let out = Command::new(&exe)
+                .arg("load")
+                .arg(&data)
+                .args(&flags)
+                .output()?;
+            if !out.status.success() {
+                bail!(
+                    "{dialect} load failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            let load_s = t.elapsed().as_secs_f64();
+            println!(
+                "[{dialect}] load: {resources} resources in {load_s:.1} s = {:.0} resources/s",
+                resources as f64 / load_s
             );
+            if args.reuse {
+                std::fs::write(&loaded, &schema)?;
+            }
         }
-        let load_s = t.elapsed().as_secs_f64();
-        println!(
-            "[{dialect}] load: {resources} resources in {load_s:.1} s = {:.0} resources/s",
-            resources as f64 / load_s
-        );
         prepare_member_ops(&exe, &flags, &dir)?;
         let mut bench_clients = Vec::new();
         for alg in [SigningAlg::Rs384, SigningAlg::Es384] {
@@ -162,70 +216,79 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         let idle_rss = peak_rss_mb(pid).unwrap_or(0.0);
 
         // Stream the big Group.
-        let t = Instant::now();
-        let resp = client
-            .get(format!("{base}/Group/list-1"))
-            .send()
-            .await?
-            .error_for_status()?;
-        let mut bytes = 0u64;
-        let mut body = resp.bytes_stream();
-        while let Some(chunk) = body.next().await {
-            bytes += chunk?.len() as u64;
-        }
-        let read_s = t.elapsed().as_secs_f64();
-        println!(
-            "[{dialect}] stream Group/list-1 ({} entries): {} MB in {read_s:.2} s = {:.0} MB/s; server peak RSS {:.0} MB (idle {:.0} MB)",
-            summary.largest_list_members,
-            bytes / 1_000_000,
-            bytes as f64 / 1e6 / read_s,
-            peak_rss_mb(pid).unwrap_or(f64::NAN),
-            idle_rss
-        );
-
-        // Bulk export of the big Group, then its files downloaded plain and gzipped.
-        export_figures(dialect, &client, &base, pid, &token).await?;
-
-        // Discovery by NPI.
-        let npis = collect_npis(&client, &base).await?;
-        let mut latencies = Vec::with_capacity(args.searches);
-        for i in 0..args.searches {
-            let npi = &npis[(i * 7919) % npis.len()];
+        if args.runs("stream") {
             let t = Instant::now();
-            let r = client
-                .get(format!(
-                    "{base}/Group?identifier=http://hl7.org/fhir/sid/us-npi|{npi}&_summary=true"
-                ))
+            let resp = client
+                .get(format!("{base}/Group/list-1"))
                 .send()
                 .await?
                 .error_for_status()?;
-            r.bytes().await?;
-            latencies.push(t.elapsed());
+            let mut bytes = 0u64;
+            let mut body = resp.bytes_stream();
+            while let Some(chunk) = body.next().await {
+                bytes += chunk?.len() as u64;
+            }
+            let read_s = t.elapsed().as_secs_f64();
+            println!(
+                "[{dialect}] stream Group/list-1 ({} entries): {} MB in {read_s:.2} s = {:.0} MB/s; server peak RSS {:.0} MB (idle {:.0} MB)",
+                largest,
+                bytes / 1_000_000,
+                bytes as f64 / 1e6 / read_s,
+                peak_rss_mb(pid).unwrap_or(f64::NAN),
+                idle_rss
+            );
         }
-        latencies.sort();
-        let pct =
-            |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-        println!(
-            "[{dialect}] discovery by NPI over {} Groups ({} requests, 1 connection): median {:.2} ms, p99 {:.2} ms",
-            args.lists,
-            latencies.len(),
-            ms(pct(0.5)),
-            ms(pct(0.99))
-        );
+
+        // Bulk export of the big Group, then its files downloaded plain and gzipped.
+        if args.runs("export") {
+            export_figures(dialect, &client, &base, pid, &token).await?;
+        }
+
+        // Discovery by NPI.
+        if args.runs("discovery") {
+            let npis = collect_npis(&client, &base).await?;
+            let mut latencies = Vec::with_capacity(args.searches);
+            for i in 0..args.searches {
+                let npi = &npis[(i * 7919) % npis.len()];
+                let t = Instant::now();
+                let r = client
+                    .get(format!(
+                        "{base}/Group?identifier=http://hl7.org/fhir/sid/us-npi|{npi}&_summary=true"
+                    ))
+                    .send()
+                    .await?
+                    .error_for_status()?;
+                r.bytes().await?;
+                latencies.push(t.elapsed());
+            }
+            latencies.sort();
+            let pct = |p: f64| {
+                latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)]
+            };
+            println!(
+                "[{dialect}] discovery by NPI over {} Groups ({} requests, 1 connection): median {:.2} ms, p99 {:.2} ms",
+                args.lists,
+                latencies.len(),
+                ms(pct(0.5)),
+                ms(pct(0.99))
+            );
+        }
         // Reconciliation on the big list and on a 1,000-member list of the same payer.
-        let big = member_op_latency(&client, &base, "list-1", 1).await?;
-        let small = member_op_latency(&client, &base, "list-3", 1).await?;
-        println!(
-            "[{dialect}] $member-remove/$member-add on Group/list-1 ({} entries): median {:.2} ms, p99 {:.2} ms; on a 1,000-member Group: median {:.2} ms, p99 {:.2} ms; ratio {:.2}",
-            summary.largest_list_members,
-            big.0,
-            big.1,
-            small.0,
-            small.1,
-            big.0 / small.0
-        );
+        if args.runs("member-ops") {
+            let big = member_op_latency(&client, &base, "list-1", 1).await?;
+            let small = member_op_latency(&client, &base, "list-3", 1).await?;
+            println!(
+                "[{dialect}] $member-remove/$member-add on Group/list-1 ({} entries): median {:.2} ms, p99 {:.2} ms; on a 1,000-member Group: median {:.2} ms, p99 {:.2} ms; ratio {:.2}",
+                largest,
+                big.0,
+                big.1,
+                small.0,
+                small.1,
+                big.0 / small.0
+            );
+        }
         // Token endpoint: assertions signed beforehand, so the figure is the server's.
-        for bc in &bench_clients {
+        for bc in bench_clients.iter().filter(|_| args.runs("tokens")) {
             let (n, secs) = token_throughput(&token_url, bc, args.tokens).await?;
             println!(
                 "[{dialect}] token endpoint, {} assertions: {n} tokens in {secs:.2} s = {:.0} tokens/s (16 connections)",
@@ -234,7 +297,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             );
         }
         drop(child);
-        if dialect == "postgres" {
+        if dialect == "postgres" && !args.reuse {
             atr_store::SqlStore::drop_postgres_schema(&args.postgres, &schema).await?;
         }
     }
@@ -368,7 +431,12 @@ fn register_client(
     let keys = atr_auth::generate(alg)?;
     let public = dir.join(format!("bench-{alg}.jwks.json"));
     std::fs::write(&public, keys.public.to_json())?;
-    let id = format!("bench-{}", alg.as_str().to_ascii_lowercase());
+    // One id per run: a kept database already has the earlier runs' clients.
+    let id = format!(
+        "bench-{}-{}",
+        alg.as_str().to_ascii_lowercase(),
+        std::process::id()
+    );
     let out = Command::new(exe)
         .args(["clients"])
         .args(flags)

@@ -18,6 +18,9 @@ use crate::StoreArgs;
 
 pub const DEFAULT_BATCH: usize = 5000;
 
+/// Resources loaded before statistics are first refreshed (then at four times as many, and so on).
+const STATISTICS_FIRST_AT: u64 = 20_000;
+
 #[derive(Args)]
 pub struct LoadArgs {
     /// Directory of `*.ndjson` files (or one file).
@@ -195,8 +198,16 @@ pub async fn load_dir(store: &dyn Store, path: &Path, batch: usize) -> Result<Lo
             .spawn(move || collect(from_parsers, batch, tx))?,
     );
     let mut resources = 0u64;
+    // A planner that still thinks the tables empty picks scans for the loader's own lookups
+    // (PostgreSQL chose a whole-type index scan per batch: quadratic), so statistics are
+    // refreshed as the tables grow, not only at the end.
+    let mut refresh_at = STATISTICS_FIRST_AT;
     while let Some(b) = rx.recv().await {
         resources += store.load_batch(b?).await?;
+        if resources >= refresh_at {
+            store.refresh_statistics().await?;
+            refresh_at = resources.saturating_mul(4);
+        }
     }
     store.refresh_statistics().await?;
     // A parser that died would look like the end of the input to the collector: check.

@@ -311,7 +311,18 @@ impl Pool {
     }
 }
 
+/// Rows from which `COPY` beats multi-row `INSERT`s on PostgreSQL (it costs a round trip more).
+const COPY_FROM_ROWS: usize = 64;
+
 impl Tx {
+    /// The PostgreSQL connection, when `rows` rows are better sent by `COPY`.
+    pub fn postgres_bulk(&mut self, rows: usize) -> Option<&mut sqlx::PgConnection> {
+        match self {
+            Tx::Postgres(tx) if rows >= COPY_FROM_ROWS => Some(&mut **tx),
+            _ => None,
+        }
+    }
+
     pub async fn execute(&mut self, sql: &str, args: &[Arg]) -> Result<u64, StoreError> {
         Ok(match self {
             Tx::Sqlite(tx) => {

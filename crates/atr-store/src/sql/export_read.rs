@@ -14,7 +14,9 @@
 //! pass; rare while an export runs).
 //!
 //! SQLite runs each type on a blocking thread with its own read-only `rusqlite` connection
-//! (sqlx would hand every row across threads); PostgreSQL streams rows through sqlx.
+//! (sqlx would hand every row across threads). PostgreSQL scans with a binary `COPY … TO
+//! STDOUT` (a streamed `SELECT` built a driver row per resource: a 1M-Patient scan took 16 s
+//! through sqlx against 1.7 s for the server to produce it) and looks ids up in `= ANY` chunks.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
@@ -729,8 +731,73 @@ mod pg {
 
     use super::*;
 
+    use super::super::pg_copy::{self, CopyRows};
+
     /// Ids per `= ANY($2)` lookup.
     const IDS_PER_LOOKUP: usize = 2_000;
+
+    /// Below this planner estimate, current resources are counted exactly (it is cheap there).
+    const ESTIMATE_FROM: i64 = 100_000;
+
+    /// About how many current resources of `rtype` are stored, which is all the scan-or-lookup
+    /// choice needs: the planner's estimate, or an exact count when the estimate is small.
+    /// `count(*)` reads the whole table (2.5 s per type at a million members, before the export's
+    /// reads could start).
+    async fn stored_estimate(pool: &PgPool, rtype: ResourceType) -> Result<i64, StoreError> {
+        let sql = format!(
+            "EXPLAIN SELECT 1 FROM resource_version WHERE rtype = {} AND is_current",
+            pg_copy::literal(rtype.as_str())
+        );
+        // The top plan line ends in "(cost=… rows=N width=…)".
+        let top: String = sqlx::query_scalar(AssertSqlSafe(sql))
+            .fetch_one(pool)
+            .await?;
+        let estimate = top
+            .split_once(" rows=")
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<i64>().ok());
+        match estimate {
+            Some(rows) if rows >= ESTIMATE_FROM => Ok(rows),
+            _ => Ok(sqlx::query_scalar(COUNT_SQL)
+                .bind(rtype.as_str())
+                .fetch_one(pool)
+                .await?),
+        }
+    }
+
+    /// Runs `COPY (select) TO STDOUT` on a connection of its own and calls `each` with every row;
+    /// `each` answers items to hand on, sent between chunks. `Ok(Err(Gone))` when the receiver
+    /// went away (the connection, mid-stream, is then closed rather than pooled).
+    async fn copy_each(
+        pool: &PgPool,
+        select: &str,
+        out: &mpsc::Sender<Result<ExportItem, StoreError>>,
+        mut each: impl FnMut(&[Option<&[u8]>], &mut Vec<ExportItem>) -> Result<(), StoreError>,
+    ) -> Result<Result<(), Gone>, StoreError> {
+        let mut conn = pool.acquire().await?;
+        let mut rows = CopyRows::new();
+        let mut gone = false;
+        {
+            let mut stream = conn
+                .copy_out_raw(&format!("COPY ({select}) TO STDOUT (FORMAT binary)"))
+                .await?;
+            let mut items = Vec::new();
+            'chunks: while let Some(chunk) = stream.try_next().await? {
+                rows.feed(&chunk, |fields| each(fields, &mut items))?;
+                for item in items.drain(..) {
+                    if send(out, item).await.is_err() {
+                        gone = true;
+                        break 'chunks;
+                    }
+                }
+            }
+        }
+        if gone {
+            conn.close_on_drop();
+            return Ok(Err(Gone));
+        }
+        Ok(Ok(()))
+    }
 
     fn bound<'q>(sql: &'q str, args: &'q [Arg]) -> Query<'q, Postgres, PgArguments> {
         let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -781,21 +848,25 @@ mod pg {
     }
 
     pub(super) async fn links(pool: &PgPool, coverages: &IdSet) -> Result<IdSet, StoreError> {
-        let stored: i64 = sqlx::query_scalar(COUNT_SQL)
-            .bind("Coverage")
-            .fetch_one(pool)
-            .await?;
+        let stored = stored_estimate(pool, ResourceType::Coverage).await?;
         let mut links = IdSet::new();
         if scan_beats_lookups(coverages.len(), stored) {
             let sql = format!(
-                "SELECT id, target FROM search_ref WHERE rtype = 'Coverage' AND param IN {LINK_PARAMS}"
+                "COPY (SELECT id, target FROM search_ref WHERE rtype = 'Coverage' \
+                 AND param IN {LINK_PARAMS}) TO STDOUT (FORMAT binary)"
             );
-            let mut rows = sqlx::query(AssertSqlSafe(sql)).fetch(pool);
-            while let Some(row) = rows.try_next().await? {
-                let id: &str = row.try_get(0)?;
-                if coverages.contains(id) {
-                    links.insert(row.try_get(1)?);
-                }
+            let mut conn = pool.acquire().await?;
+            let mut stream = conn.copy_out_raw(&sql).await?;
+            let mut rows = CopyRows::new();
+            while let Some(chunk) = stream.try_next().await? {
+                rows.feed(&chunk, |f| {
+                    if let (Some(id), Some(target)) = (pg_copy::text(f[0])?, pg_copy::text(f[1])?)
+                        && coverages.contains(id)
+                    {
+                        links.insert(target);
+                    }
+                    Ok(())
+                })?;
             }
         } else {
             let sql = format!(
@@ -843,17 +914,33 @@ mod pg {
         ids: &IdSet,
         em: &mut Emitter,
     ) -> Result<Result<(), Gone>, StoreError> {
-        let stored: i64 = sqlx::query_scalar(COUNT_SQL)
-            .bind(rtype.as_str())
-            .fetch_one(pool)
-            .await?;
+        let stored = stored_estimate(pool, rtype).await?;
         let mut found = vec![false; ids.len()];
         if scan_beats_lookups(ids.len(), stored) {
-            let mut rows = sqlx::query(SCAN_SQL).bind(rtype.as_str()).fetch(pool);
-            while let Some(row) = rows.try_next().await? {
-                if take_row(&row, ids, &mut found, em).await?.is_err() {
-                    return Ok(Err(Gone));
+            let select = SCAN_SQL.replace("$1", &pg_copy::literal(rtype.as_str()));
+            let out = em.out.clone();
+            let scanned = copy_each(pool, &select, &out, |f, items| {
+                let Some(id) = pg_copy::text(f[0])? else {
+                    return Ok(());
+                };
+                let Some(i) = ids.index_of(id) else {
+                    return Ok(());
+                };
+                found[i] = true;
+                let stored = (
+                    pg_copy::bigint(f[1])?.unwrap_or(0),
+                    pg_copy::boolean(f[2]).unwrap_or(false),
+                    f[3].unwrap_or_default(),
+                );
+                items.extend(em.row(id, Some(stored), false));
+                if em.full() {
+                    items.extend(em.take());
                 }
+                Ok(())
+            })
+            .await?;
+            if scanned.is_err() {
+                return Ok(Err(Gone));
             }
         } else {
             let all = sorted(ids);

@@ -71,36 +71,40 @@ pub(crate) async fn insert_index(
     }
     insert_rows(
         tx,
-        "INSERT INTO search_token (rtype, id, param, system, code, type_system, type_code) VALUES ",
+        "search_token",
+        "(rtype, id, param, system, code, type_system, type_code)",
         tokens,
     )
     .await?;
     insert_rows(
         tx,
-        "INSERT INTO search_string (rtype, id, param, norm, raw) VALUES ",
+        "search_string",
+        "(rtype, id, param, norm, raw)",
         strings,
     )
     .await?;
-    insert_rows(
-        tx,
-        "INSERT INTO search_ref (rtype, id, param, target) VALUES ",
-        refs,
-    )
-    .await?;
+    insert_rows(tx, "search_ref", "(rtype, id, param, target)", refs).await?;
     Ok(())
 }
 
-/// Inserts rows of `N` columns with as few statements as the parameter limits allow.
+/// Inserts rows of `N` columns into `table (columns)`: many rows on PostgreSQL by `COPY`, else
+/// with as few `INSERT`s as the parameter limits allow.
 pub(crate) async fn insert_rows<const N: usize>(
     tx: &mut Tx,
-    head: &str,
+    table: &str,
+    columns: &str,
     rows: Vec<[Arg; N]>,
 ) -> Result<(), StoreError> {
+    if let Some(conn) = tx.postgres_bulk(rows.len()) {
+        super::pg_copy::copy_rows(conn, table, columns, rows).await?;
+        return Ok(());
+    }
+    let head = format!("INSERT INTO {table} {columns} VALUES ");
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
         let chunk: Vec<Arg> = rows.by_ref().take(ROWS_PER_INSERT).flatten().collect();
         let mut sql = String::with_capacity(head.len() + chunk.len() * 6);
-        sql.push_str(head);
+        sql.push_str(&head);
         values_clause(&mut sql, chunk.len() / N, N);
         tx.execute(&sql, &chunk).await?;
     }

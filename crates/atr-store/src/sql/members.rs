@@ -114,8 +114,9 @@ pub(crate) async fn write_roster(
 async fn flush_inserts(tx: &mut Tx, rows: Vec<[Arg; 14]>) -> Result<(), StoreError> {
     insert_rows(
         tx,
-        "INSERT INTO group_member (group_id, ord, member_key, patient, coverage, provider, period_start, \
-         period_end, inactive, change_type, content_hash, extensions, body, from_version) VALUES ",
+        "group_member",
+        "(group_id, ord, member_key, patient, coverage, provider, period_start, period_end, \
+         inactive, change_type, content_hash, extensions, body, from_version)",
         rows,
     )
     .await

@@ -9,6 +9,7 @@ mod index_rows;
 mod member_ops;
 mod members;
 mod migrate;
+mod pg_copy;
 mod postgres;
 mod search;
 mod sqlite;
@@ -472,21 +473,19 @@ impl Store for SqlStore {
         let (groups, others): (Vec<_>, Vec<_>) =
             batch.into_iter().partition(|w| w.members.is_some());
         if let Pool::Sqlite(p) = &self.pool {
-            if !others.is_empty() {
-                let path = p.connect_options().get_filename().to_path_buf();
-                let spent =
-                    tokio::task::spawn_blocking(move || sqlite_bulk::load_plain(&path, others))
-                        .await
-                        .map_err(|e| {
-                            StoreError::Direct(format!("the bulk writer failed: {e}"))
-                        })??;
-                // Freeing a batch of parsed resources takes a good fraction of the time it took
-                // to write them: let another thread do it while the next batch is written.
-                tokio::task::spawn_blocking(move || drop(spent));
-            }
-            if !groups.is_empty() {
+            let path = p.connect_options().get_filename().to_path_buf();
+            let mut batch = others;
+            batch.extend(groups);
+            let deferred = tokio::task::spawn_blocking(move || sqlite_bulk::load(&path, batch))
+                .await
+                .map_err(|e| StoreError::Direct(format!("the bulk writer failed: {e}")))??;
+            // Freeing a batch of parsed resources takes a good fraction of the time it took to
+            // write them: let another thread do it while the next batch is written.
+            let spent = deferred.spent;
+            tokio::task::spawn_blocking(move || drop(spent));
+            if !deferred.groups.is_empty() {
                 let mut tx = self.pool.begin_write().await?;
-                for g in groups {
+                for g in deferred.groups {
                     write_in(&mut tx, g).await?;
                 }
                 tx.commit().await?;
@@ -850,6 +849,19 @@ async fn load_plain(tx: &mut Tx, batch: Vec<ResourceWrite>) -> Result<(), StoreE
 }
 
 async fn insert_versions(tx: &mut Tx, rows: Vec<[Arg; 5]>) -> Result<(), StoreError> {
+    if let Some(conn) = tx.postgres_bulk(rows.len()) {
+        let rows = rows
+            .into_iter()
+            .map(|[t, id, v, at, body]| [t, id, v, at, body, Arg::Bool(false), Arg::Bool(true)]);
+        pg_copy::copy_rows(
+            conn,
+            "resource_version",
+            "(rtype, id, version, last_updated, body, deleted, is_current)",
+            rows,
+        )
+        .await?;
+        return Ok(());
+    }
     // deleted/is_current are constants; only the five varying columns are parameters.
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {

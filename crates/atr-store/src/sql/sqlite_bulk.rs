@@ -1,5 +1,6 @@
-//! The SQLite side of `load_batch` for resources without member rows, written straight to the
-//! database file with rusqlite on a blocking thread.
+//! The SQLite side of `load_batch`, written straight to the database file with rusqlite on a
+//! blocking thread: resources without member rows, and Groups that do not exist yet (with their
+//! member rows; a million-member roster is most of a large load).
 //!
 //! Through sqlx every statement is a round trip between the async side (which builds an owned
 //! argument vector) and sqlx's SQLite worker thread, so the two alternate and the load runs at the
@@ -30,6 +31,9 @@ struct Statements<'c> {
     drop_strings: CachedStatement<'c>,
     drop_refs: CachedStatement<'c>,
     version: CachedStatement<'c>,
+    group_version: CachedStatement<'c>,
+    watched: CachedStatement<'c>,
+    member: CachedStatement<'c>,
     token: CachedStatement<'c>,
     string: CachedStatement<'c>,
     reference: CachedStatement<'c>,
@@ -53,6 +57,20 @@ impl<'c> Statements<'c> {
                 "INSERT INTO resource_version (rtype, id, version, last_updated, body, deleted, is_current) \
                  VALUES (?1, ?2, ?3, ?4, ?5, FALSE, TRUE)",
             )?,
+            group_version: p(
+                "INSERT INTO resource_version (rtype, id, version, last_updated, body, deleted, is_current, member_count) \
+                 VALUES ('Group', ?1, 1, ?2, ?3, FALSE, TRUE, ?4)",
+            )?,
+            // A Subscription may name a Group before the Group exists; its creation is then an
+            // event, which the generic path records.
+            watched: p(
+                "SELECT 1 FROM subscription WHERE group_id = ?1 AND status <> 'off' LIMIT 1",
+            )?,
+            member: p(
+                "INSERT INTO group_member (group_id, ord, member_key, patient, coverage, provider, period_start, \
+                 period_end, inactive, change_type, content_hash, extensions, body, from_version) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 1)",
+            )?,
             token: p(
                 "INSERT INTO search_token (rtype, id, param, system, code, type_system, type_code) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -75,28 +93,96 @@ impl<'c> Statements<'c> {
 /// decides when committed pages move from the WAL into the database file.
 const WAL_AUTOCHECKPOINT: u32 = 100_000;
 
-/// Writes `batch` (no Groups) to the SQLite file at `path` in one transaction (runs on a blocking
-/// thread). A batch naming one id twice fails with `AlreadyExists` before anything is written.
-/// Gives the batch back, spent: freeing its parsed resources is a good part of the work, which
-/// the caller can do off the writer's path.
-pub(crate) fn load_plain(
-    path: &Path,
-    mut batch: Vec<ResourceWrite>,
-) -> Result<Vec<ResourceWrite>, StoreError> {
+/// What [`load`] leaves to the generic path: Groups that already exist (their roster is a diff
+/// against the current one) or that a Subscription watches (their creation is an event).
+pub(crate) struct Deferred {
+    pub groups: Vec<ResourceWrite>,
+    /// The written batch, spent: freeing its parsed resources is a good part of the work, which
+    /// the caller can do off the writer's path.
+    pub spent: Vec<ResourceWrite>,
+}
+
+/// Writes `batch` to the SQLite file at `path` in one transaction (runs on a blocking thread):
+/// every resource without members, and every Group that is new. A batch naming one id twice fails
+/// with `AlreadyExists` before anything is written.
+pub(crate) fn load(path: &Path, batch: Vec<ResourceWrite>) -> Result<Deferred, StoreError> {
     reject_duplicates(&batch)?;
     let mut conn = open(path)?;
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(err)?;
+    let mut deferred = Vec::new();
+    let mut spent = Vec::with_capacity(batch.len());
     {
         let mut st = Statements::prepare(&tx)?;
         let last_updated = atr_model::instant::now_micros();
-        for w in &mut batch {
-            write_one(&mut st, w, last_updated)?;
+        for mut w in batch {
+            if w.members.is_none() {
+                write_one(&mut st, &mut w, last_updated)?;
+            } else if !write_new_group(&mut st, &mut w, last_updated)? {
+                deferred.push(w);
+                continue;
+            }
+            spent.push(w);
         }
     }
     tx.commit().map_err(err)?;
-    Ok(batch)
+    Ok(Deferred {
+        groups: deferred,
+        spent,
+    })
+}
+
+/// Writes a Group that does not exist yet as version 1 with its member rows, as the generic
+/// roster write would (every entry new, `changeType` derived for attribution lists). Returns
+/// `false`, having written nothing, for a Group that exists or is watched.
+fn write_new_group(
+    st: &mut Statements<'_>,
+    w: &mut ResourceWrite,
+    last_updated: i64,
+) -> Result<bool, StoreError> {
+    let id = w.id.as_str();
+    let exists = st
+        .current
+        .query_row(("Group", id), |_| Ok(()))
+        .optional()
+        .map_err(err)?
+        .is_some();
+    if exists || st.watched.exists([id]).map_err(err)? {
+        return Ok(false);
+    }
+    let derive = atr_model::group::is_attribution_list(&w.resource);
+    let members = w.members.take().unwrap_or_default();
+    let count = members.len() as i64;
+    for (ord, m) in members.iter().enumerate() {
+        let derived = if m.inactive { "dropped" } else { "new" };
+        let change_type = m.change_type.as_deref().or(derive.then_some(derived));
+        st.member
+            .execute(rusqlite::params![
+                id,
+                ord as i64,
+                m.key,
+                m.patient,
+                m.coverage,
+                m.provider,
+                m.period_start,
+                m.period_end,
+                m.inactive,
+                change_type,
+                m.content_hash,
+                m.extensions,
+                m.body,
+            ])
+            .map_err(err)?;
+    }
+    w.resource["quantity"] = count.into();
+    atr_model::meta::stamp(&mut w.resource, id, 1, last_updated);
+    let body = serde_json::to_vec(&w.resource).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    st.group_version
+        .execute((id, last_updated, body.as_slice(), count))
+        .map_err(err)?;
+    write_index(st, w)?;
+    Ok(true)
 }
 
 /// A connection of its own per batch: keeping one between batches measured no faster, and this
@@ -193,6 +279,12 @@ fn write_one(
             .execute((t, id, version, stamped_at, body))
             .map_err(err)?;
     }
+    write_index(st, w)
+}
+
+fn write_index(st: &mut Statements<'_>, w: &ResourceWrite) -> Result<(), StoreError> {
+    let t = w.rtype.as_str();
+    let id = w.id.as_str();
     for tok in &w.index.tokens {
         st.token
             .execute((
