@@ -381,4 +381,43 @@ mod tests {
         assert!(err.contains("member 1 is unknown"), "{err}");
         assert!(stream_group("not json".as_bytes(), &mut |_| Ok(())).is_err());
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::{ResourceView, directory_entry, stream_group};
+
+        proptest! {
+            /// A Producer's export lines are input like any other: anything is a Group (its
+            /// members each seen once) or an error.
+            #[test]
+            fn any_export_line_streams_as_a_group_or_is_an_error(text in any::<String>()) {
+                let mut members = 0usize;
+                let _ = stream_group(text.as_bytes(), &mut |m| {
+                    members += 1;
+                    let _ = m.patient();
+                    Ok(())
+                });
+                prop_assert!(members <= text.len());
+                if let Ok(v) = ResourceView::parse(&text) {
+                    let _ = directory_entry(&v);
+                }
+            }
+
+            #[test]
+            fn cut_or_spliced_groups_stream_or_are_an_error(
+                cut in any::<prop::sample::Index>(),
+                junk in "[\\[\\]{}\",:a-z0-9 ]{0,6}",
+            ) {
+                let text = r#"{"resourceType":"Group","id":"g","meta":{"versionId":"3"},"member":[{"entity":{"reference":"Patient/a"},"period":{"start":"2026-01-01"}},{"entity":{"reference":"Patient/b"},"inactive":true}]}"#;
+                let at = cut.index(text.len() + 1);
+                let spliced = format!("{}{junk}{}", &text[..at], &text[at..]);
+                let _ = stream_group(spliced.as_bytes(), &mut |_| Ok(()));
+                let _ = stream_group(&text.as_bytes()[..at], &mut |_| Ok(()));
+                if let Ok(v) = ResourceView::parse(&spliced) {
+                    let _ = directory_entry(&v);
+                }
+            }
+        }
+    }
 }

@@ -12,6 +12,7 @@ pub mod group;
 pub mod ident;
 pub mod index;
 pub mod instant;
+pub mod json_depth;
 pub mod loopback;
 pub mod meta;
 pub mod outcome;

@@ -8,7 +8,9 @@
 pub mod auth;
 pub mod error;
 pub mod ingest;
+pub mod limits;
 pub mod negotiate;
+pub mod rate_limit;
 mod render;
 mod routes;
 pub mod search_params;
@@ -22,6 +24,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, Uri};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::trace::TraceLayer;
 
@@ -34,8 +37,10 @@ pub use state::AppState;
 pub struct ServerConfig {
     /// Public FHIR base URL; `None` derives `http://ADDR/fhir` from the listening address.
     pub base_url: Option<String>,
-    /// Largest request body accepted (a Group upload can be hundreds of megabytes).
-    pub max_body_bytes: usize,
+    /// Request size limits (body, query parameters).
+    pub limits: limits::Limits,
+    /// Per-client request rate limit; `None` (the default) is no limit.
+    pub rate_limit: Option<rate_limit::RateLimit>,
     pub auth: AuthConfig,
     pub export: atr_export::ExportConfig,
     pub notify: atr_notify::NotifyConfig,
@@ -45,7 +50,8 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             base_url: None,
-            max_body_bytes: 1 << 30,
+            limits: limits::Limits::default(),
+            rate_limit: None,
             auth: AuthConfig::default(),
             export: atr_export::ExportConfig::new("atr-data/exports".into()),
             notify: atr_notify::NotifyConfig::default(),
@@ -83,17 +89,35 @@ pub fn app(state: AppState, config: &ServerConfig) -> Router {
             auth::enforce::require_token,
         ))
         .with_state(state.clone());
-    Router::new()
+    let limits = config.limits;
+    let outcomes = axum::middleware::from_fn_with_state(limits, limits::outcome_for_errors);
+    let files = files.layer(outcomes.clone());
+    let app = Router::new()
         .route("/fhir/.well-known/smart-configuration", smart.clone())
         .route("/.well-known/smart-configuration", smart)
         .route("/auth/token", post(auth::token::token))
         .nest("/fhir", fhir)
         .fallback(not_found)
-        .with_state(state)
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .with_state(state.clone())
+        // Inside compression, so a rejection's text is read before it is gzipped.
+        .layer(outcomes)
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(CompressionLayer::new())
         .merge(files)
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn_with_state(
+            limits,
+            limits::guard_request,
+        ))
+        .layer(CatchPanicLayer::custom(limits::panic_outcome));
+    // Outermost but for tracing: a throttled request costs no body read and no handler.
+    let app = match config.rate_limit {
+        Some(limit) => app.layer(axum::middleware::from_fn_with_state(
+            (state, Arc::new(rate_limit::RateLimiter::new(limit))),
+            rate_limit::limit_rate,
+        )),
+        None => app,
+    };
+    app.layer(TraceLayer::new_for_http())
 }
 
 /// Serves until the process ends, with the state [`state_for`] made for this listener.
@@ -104,7 +128,12 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     tracing::info!(base = %state.base_url, dialect = state.store.dialect(), "serving FHIR");
     let router = app(state, &config);
-    axum::serve(listener, router).await
+    // The peer's address keys the rate limit of requests without a token.
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .await
 }
 
 /// The state for a listener: the base URL is the configured one or the bound address.
@@ -140,6 +169,7 @@ pub async fn state_for(
         auth: Arc::new(auth),
         exporter,
         notifier,
+        limits: config.limits,
     })
 }
 

@@ -10,7 +10,10 @@ use atr_store::{Clause, Compare, SearchQuery, StringMode, TokenMatch};
 
 use crate::error::ApiError;
 
+/// Page size of a search or `_history` without `_count`.
 pub const DEFAULT_COUNT: u32 = 50;
+/// Largest page: a larger `_count` is served as this many (FHIR allows fewer than asked), and the
+/// page's `self` and `next` links say so.
 pub const MAX_COUNT: u32 = 1000;
 
 /// `_summary` as this server supports it.
@@ -238,7 +241,10 @@ pub fn parse(
                             format!("_count={value} is not a non-negative integer"),
                         )
                     })?
+                    // FHIR lets a server return fewer than asked: the links carry what was used.
                     .min(MAX_COUNT);
+                link_params.push(("_count".into(), count.to_string()));
+                keep = false;
             }
             ("_cursor", None) => {
                 keep = false;
@@ -462,7 +468,117 @@ mod tests {
     fn count_is_capped_and_summary_count_asks_total_only() {
         let p = parse(ResourceType::Group, &pairs("_count=100000"), false).unwrap();
         assert_eq!(p.query.count, MAX_COUNT);
+        assert_eq!(
+            p.link_params,
+            vec![("_count".into(), MAX_COUNT.to_string())]
+        );
         let p = parse(ResourceType::Group, &pairs("_summary=count"), false).unwrap();
         assert_eq!(p.query.count, 0);
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+        use proptest::sample::select;
+
+        use super::*;
+
+        const NAMES: &[&str] = &[
+            "_id",
+            "_count",
+            "_cursor",
+            "_summary",
+            "_total",
+            "_sort",
+            "_lastUpdated",
+            "_format",
+            "identifier",
+            "identifier:of-type",
+            "identifier:missing",
+            "name",
+            "name:exact",
+            "name:contains",
+            "name:below",
+            "member",
+            "characteristic",
+            "managing-entity",
+            "beneficiary",
+            "payor",
+            "patient",
+            "practitioner",
+            ":",
+            "",
+            "colour",
+        ];
+        const VALUES: &[&str] = &[
+            "",
+            "|",
+            "||",
+            "a|b|c|d",
+            "\\",
+            "\\,",
+            ",,",
+            "Patient/p1",
+            "Patient/",
+            "p1",
+            "gt2026-01-01",
+            "le2026-13-99",
+            "eq",
+            "ge",
+            "2026-01-01T00:00:00Z",
+            "-1",
+            "4294967296",
+            "1000",
+            "1001",
+            "0",
+            "true",
+            "count",
+            "none",
+            "estimate",
+            "http://hl7.org/fhir/sid/us-npi|1234567893",
+            "é",
+            "\u{0}",
+        ];
+
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                3 => select(VALUES).prop_map(str::to_string),
+                1 => any::<String>(),
+                1 => prop::collection::vec(select(VALUES), 0..4).prop_map(|v| v.join(",")),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn any_query_string_parses_or_is_refused_and_pages_stay_bounded(
+                query in any::<String>(),
+                rtype in select(ResourceType::ALL.to_vec()),
+                lenient in any::<bool>(),
+            ) {
+                let pairs: Vec<(String, String)> =
+                    form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+                if let Ok(p) = parse(rtype, &pairs, lenient) {
+                    prop_assert!(p.query.count <= MAX_COUNT);
+                }
+            }
+
+            #[test]
+            fn near_valid_parameters_parse_or_are_a_400(
+                pairs in prop::collection::vec((select(NAMES).prop_map(str::to_string), value()), 0..8),
+                rtype in select(ResourceType::ALL.to_vec()),
+                lenient in any::<bool>(),
+            ) {
+                match parse(rtype, &pairs, lenient) {
+                    Ok(p) => {
+                        prop_assert!(p.query.count <= MAX_COUNT);
+                        prop_assert!(p.link_params.len() <= pairs.len());
+                        prop_assert!(p.query.clauses.len() <= pairs.len());
+                    }
+                    Err(e) => {
+                        prop_assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
+                        prop_assert!(!e.issues.is_empty());
+                    }
+                }
+            }
+        }
     }
 }

@@ -16,4 +16,6 @@ pub struct AppState {
     pub exporter: Arc<atr_export::Exporter>,
     /// Subscription delivery (its workers run beside the server).
     pub notifier: Arc<atr_notify::Notifier>,
+    /// Request size limits, for the handlers that read forms themselves.
+    pub limits: crate::limits::Limits,
 }

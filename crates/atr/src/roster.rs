@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use atr_model::group::{MemberEntry, assign_unique_keys};
-use atr_model::validate::{group_profile, validate_group_member};
+use atr_model::validate::{GroupProfile, group_profile, validate_group_member};
 use atr_model::{EXT_ATTRIBUTED_PROVIDER, EXT_COVERAGE_REFERENCE, LIST_STATUS_CODES, ResourceType};
 use atr_store::{MemberChange, ResourceWrite, Store, WriteMode};
 use clap::{Args, Subcommand};
@@ -82,6 +82,31 @@ fn member_from_csv(line: &str, at: &str) -> Result<Value> {
     Ok(m)
 }
 
+/// One roster line (NDJSON or CSV) as a `Group.member` element that passed the list profile's
+/// member rules; `at` (`file:line`) and the reasons otherwise.
+fn roster_member(
+    line: &str,
+    csv: bool,
+    profile: GroupProfile,
+    index: usize,
+    at: &str,
+) -> Result<Value> {
+    let member: Value = if csv {
+        member_from_csv(line, at)?
+    } else {
+        serde_json::from_str(line).with_context(|| format!("{at}: not JSON"))?
+    };
+    let issues: Vec<String> = validate_group_member(profile, &member, index)
+        .into_iter()
+        .filter(atr_model::Issue::is_error)
+        .map(|i| i.diagnostics)
+        .collect();
+    if !issues.is_empty() {
+        bail!("{at}: {}", issues.join("; "));
+    }
+    Ok(member)
+}
+
 async fn reload(store: &atr_store::SqlStore, group: &str, file: &PathBuf) -> Result<()> {
     let current = store
         .read(ResourceType::Group, group, None)
@@ -105,19 +130,7 @@ async fn reload(store: &atr_store::SqlStore, group: &str, file: &PathBuf) -> Res
         if line.trim().is_empty() || (csv && n == 0 && line.starts_with("patient")) {
             continue;
         }
-        let member: Value = if csv {
-            member_from_csv(&line, &at)?
-        } else {
-            serde_json::from_str(&line).with_context(|| format!("{at}: not JSON"))?
-        };
-        let issues: Vec<String> = validate_group_member(profile, &member, entries.len())
-            .into_iter()
-            .filter(atr_model::Issue::is_error)
-            .map(|i| i.diagnostics)
-            .collect();
-        if !issues.is_empty() {
-            bail!("{at}: {}", issues.join("; "));
-        }
+        let member = roster_member(&line, csv, profile, entries.len(), &at)?;
         entries.push(MemberEntry::from_value(&member));
     }
     assign_unique_keys(&mut entries);
@@ -136,4 +149,119 @@ async fn reload(store: &atr_store::SqlStore, group: &str, file: &PathBuf) -> Res
         .await?;
     println!("Group/{group}: {n} entries, version {}", out.version);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use proptest::sample::select;
+
+    use super::*;
+
+    const REFERENCES: &[&str] = &[
+        "Patient/p1",
+        "Patient/p2",
+        "Practitioner/pr1",
+        "Organization/o1",
+        "Coverage/c1",
+        "Coverage/c1#2",
+        "#c1",
+        "",
+        "Patient/",
+        "not a reference",
+        "http://example.org/fhir/Patient/p1",
+    ];
+    const DATES: &[&str] = &[
+        "",
+        "2026-01-01",
+        "2025-12-31",
+        "2026-02-30",
+        "20260101",
+        "x",
+    ];
+
+    /// NDJSON lines: a member element with some of its parts, sometimes cut or with junk.
+    fn ndjson_line() -> impl Strategy<Value = String> {
+        (
+            select(REFERENCES),
+            prop::option::of(select(REFERENCES)),
+            prop::option::of(select(REFERENCES)),
+            prop::option::of((select(DATES), select(DATES))),
+            prop::option::of(any::<bool>()),
+            any::<prop::sample::Index>(),
+            0..3u8,
+        )
+            .prop_map(|(patient, provider, coverage, period, inactive, cut, damage)| {
+                let mut extension = Vec::new();
+                if let Some(p) = provider {
+                    extension.push(json!({"url": EXT_ATTRIBUTED_PROVIDER, "valueReference": {"reference": p}}));
+                }
+                if let Some(c) = coverage {
+                    extension.push(json!({"url": EXT_COVERAGE_REFERENCE, "valueReference": {"reference": c}}));
+                }
+                let mut m = json!({"entity": {"reference": patient}, "extension": extension});
+                if let Some((s, e)) = period {
+                    m["period"] = json!({"start": s, "end": e});
+                }
+                if let Some(i) = inactive {
+                    m["inactive"] = i.into();
+                }
+                let text = m.to_string();
+                match damage {
+                    0 => text,
+                    1 => text[..cut.index(text.len())].to_string(),
+                    _ => format!("[{text}]"),
+                }
+            })
+    }
+
+    fn csv_line() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop_oneof![
+                select(REFERENCES),
+                select(DATES),
+                select(&["true", "1", "no"][..])
+            ],
+            0..8,
+        )
+        .prop_map(|cols| cols.join(","))
+    }
+
+    proptest! {
+        #[test]
+        fn any_line_is_a_member_or_an_error_naming_the_line(
+            line in any::<String>(),
+            csv in any::<bool>(),
+            patient_list in any::<bool>(),
+        ) {
+            let profile = if patient_list { GroupProfile::PatientList } else { GroupProfile::AttributionList };
+            if let Err(e) = roster_member(&line, csv, profile, 0, "roster.ndjson:7") {
+                let text = format!("{e:#}");
+                prop_assert!(text.starts_with("roster.ndjson:7"), "{}", text);
+            }
+        }
+
+        #[test]
+        fn near_valid_rosters_become_rows_with_unique_keys(
+            ndjson in prop::collection::vec(ndjson_line(), 0..12),
+            csv in prop::collection::vec(csv_line(), 0..12),
+        ) {
+            let mut entries = Vec::new();
+            for (line, is_csv) in ndjson.iter().map(|l| (l, false)).chain(csv.iter().map(|l| (l, true))) {
+                match roster_member(line, is_csv, GroupProfile::AttributionList, entries.len(), "f:1") {
+                    Ok(member) => entries.push(MemberEntry::from_value(&member)),
+                    Err(e) => {
+                        let text = format!("{e:#}");
+                        prop_assert!(text.starts_with("f:1"), "{}", text);
+                    }
+                }
+            }
+            assign_unique_keys(&mut entries);
+            let mut keys: Vec<&str> = entries.iter().map(|e| e.key.as_str()).collect();
+            keys.sort_unstable();
+            let n = keys.len();
+            keys.dedup();
+            prop_assert_eq!(keys.len(), n, "member keys must be unique in a roster");
+        }
+    }
 }

@@ -27,6 +27,47 @@ pub struct ServeArgs {
     export: ExportArgs,
     #[command(flatten)]
     notify: NotifyArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// Request limits and per-client rate limiting.
+#[derive(Args)]
+pub struct LimitArgs {
+    /// Largest request body, in MiB (larger ones answer 413).
+    #[arg(long, env = "ATR_MAX_BODY_MB", default_value_t = 1024)]
+    max_body_mb: usize,
+    /// Most parameters in one query string or `_search` form body (more answer 400).
+    #[arg(long, env = "ATR_MAX_QUERY_PARAMS", default_value_t = atr_server::limits::DEFAULT_MAX_QUERY_PARAMS)]
+    max_query_params: usize,
+    /// Requests per second each client may make, sustained (by client id with a valid token,
+    /// else by IP address; more answer 429). Counted per instance. Off when not given.
+    #[arg(long, env = "ATR_RATE_LIMIT_RPS")]
+    rate_limit_rps: Option<f64>,
+    /// Requests a client may make at once above the sustained rate (with --rate-limit-rps;
+    /// default: one second's worth, at least 1).
+    #[arg(long, env = "ATR_RATE_LIMIT_BURST", requires = "rate_limit_rps")]
+    rate_limit_burst: Option<u32>,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> atr_server::limits::Limits {
+        atr_server::limits::Limits {
+            max_body_bytes: self.max_body_mb.clamp(1, 1 << 20) << 20,
+            max_query_params: self.max_query_params.max(1),
+        }
+    }
+
+    fn rate_limit(&self) -> Option<atr_server::rate_limit::RateLimit> {
+        let per_second = self.rate_limit_rps.filter(|r| r.is_finite() && *r > 0.0)?;
+        Some(atr_server::rate_limit::RateLimit {
+            per_second,
+            burst: self
+                .rate_limit_burst
+                .unwrap_or(per_second.ceil().min(f64::from(u32::MAX)) as u32)
+                .max(1),
+        })
+    }
 }
 
 /// Subscription delivery settings.
@@ -166,6 +207,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         base_url: args.base_url.clone(),
         export: args.export.config(&args.store.data_dir),
         notify: args.notify.config(),
+        limits: args.limits.limits(),
+        rate_limit: args.limits.rate_limit(),
         ..Default::default()
     };
     let state = atr_server::state_for(&listener, Arc::new(store.clone()), &config)

@@ -547,6 +547,7 @@ fn file_url(state: &AppState, job_id: &str, name: &str) -> String {
 
 /// The caller's job, or 404 for an unknown, expired, cancelled or another client's job.
 async fn callers_job(state: &AppState, caller: &Caller, id: &str) -> ApiResult<ExportJob> {
+    super::check_id(id)?;
     let missing =
         || ApiError::not_found(format!("no export job {id} (unknown, expired or deleted)"));
     let job = state
@@ -664,7 +665,8 @@ pub async fn file(
     Path((job_id, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let missing = || ApiError::not_found(format!("no export file {job_id}/{name}"));
+    super::check_id(&job_id)?;
+    let missing = || ApiError::not_found(format!("no export file {job_id}/{name:?}"));
     let job = state
         .exporter
         .job(&job_id)

@@ -99,8 +99,11 @@ pub(crate) fn check_id(id: &str) -> ApiResult<()> {
     if atr_model::ident::is_valid_id(id) {
         Ok(())
     } else {
+        // An id is echoed so the client sees which one; a hostile one is cut short.
+        let shown: String = id.chars().take(80).collect();
+        let more = if shown.len() < id.len() { "…" } else { "" };
         Err(ApiError::bad_request(format!(
-            "{id:?} is not a valid FHIR id ([A-Za-z0-9-.]{{1,64}})"
+            "{shown:?}{more} is not a valid FHIR id ([A-Za-z0-9-.]{{1,64}})"
         )))
     }
 }

@@ -774,6 +774,7 @@ pub async fn read_provenance(
     caller: Caller,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> ApiResult<Response> {
+    super::check_id(&id)?;
     caller.require("Provenance", Interaction::Read)?;
     let missing = || ApiError::not_found(format!("Provenance/{id} does not exist"));
     let (group, body) = state
@@ -816,6 +817,7 @@ pub async fn search_provenance(
                     .split("/_history/")
                     .next()
                     .and_then(|r| r.strip_prefix("Group/"))
+                    .filter(|g| atr_model::ident::is_valid_id(g))
                     .ok_or_else(|| ApiError::bad_param("target", "target must be Group/{id}"))?;
                 group = Some(g.to_string());
             }
@@ -847,4 +849,115 @@ pub async fn search_provenance(
     }
     let bundle = json!({"resourceType": "Bundle", "type": "searchset", "total": entries.len(), "entry": entries});
     Ok(fhir_json(StatusCode::OK, &bundle))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use proptest::sample::select;
+
+    use super::*;
+
+    const NAMES: &[&str] = &[
+        "memberId",
+        "providerNpi",
+        "patientReference",
+        "providerReference",
+        "coverageReference",
+        "attributionPeriod",
+        "",
+        "member-id",
+    ];
+    const VALUE_FIELDS: &[&str] = &[
+        "valueIdentifier",
+        "valueReference",
+        "valuePeriod",
+        "valueString",
+        "valueCode",
+        "valueBoolean",
+        "part",
+        "resource",
+    ];
+
+    fn json_leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            ".{0,12}".prop_map(Value::from),
+            Just(json!({"system": SYSTEM_NPI, "value": "1234567893"})),
+            Just(json!({"reference": "Patient/p1"})),
+            Just(json!({"start": "2026-01-01", "end": "2025-01-01"})),
+        ]
+    }
+
+    fn parameter() -> impl Strategy<Value = Value> {
+        (
+            prop::option::of(prop_oneof![
+                select(NAMES).prop_map(Value::from),
+                json_leaf()
+            ]),
+            prop::collection::vec((select(VALUE_FIELDS), json_leaf()), 0..3),
+        )
+            .prop_map(|(name, values)| {
+                let mut p = serde_json::Map::new();
+                if let Some(n) = name {
+                    p.insert("name".into(), n);
+                }
+                for (field, v) in values {
+                    p.insert(field.into(), v);
+                }
+                Value::Object(p)
+            })
+    }
+
+    fn check_member_add(inputs: &Inputs) -> ApiResult<()> {
+        inputs.check(
+            "$member-add",
+            &[
+                &["memberId", "providerNpi"],
+                &["patientReference", "providerReference"],
+            ],
+            &["attributionPeriod"],
+            &[
+                ("memberId", "Identifier"),
+                ("providerNpi", "Identifier"),
+                ("patientReference", "Reference"),
+                ("providerReference", "Reference"),
+                ("attributionPeriod", "Period"),
+            ],
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_are_parameters_or_a_400(body in prop::collection::vec(any::<u8>(), 0..200)) {
+            if let Err(e) = parse_parameters(&body) {
+                prop_assert_eq!(e.status, StatusCode::BAD_REQUEST);
+            }
+        }
+
+        #[test]
+        fn parameters_bodies_are_accepted_or_refused_with_a_400_naming_why(
+            params in prop::collection::vec(parameter(), 0..6),
+            resource_type in select(&["Parameters", "Parameters", "Patient", ""][..]),
+            parameter_not_array in any::<bool>(),
+        ) {
+            let body = if parameter_not_array {
+                json!({"resourceType": resource_type, "parameter": params.first().cloned()})
+            } else {
+                json!({"resourceType": resource_type, "parameter": params})
+            };
+            match parse_parameters(body.to_string().as_bytes()) {
+                Err(e) => prop_assert_eq!(e.status, StatusCode::BAD_REQUEST),
+                Ok(inputs) => {
+                    prop_assert!(inputs.0.len() <= params.len());
+                    if let Err(e) = check_member_add(&inputs) {
+                        prop_assert_eq!(e.status, StatusCode::BAD_REQUEST);
+                        prop_assert!(!e.issues.is_empty());
+                    }
+                }
+            }
+        }
+    }
 }

@@ -31,6 +31,7 @@ pub async fn search_post(
     RawQuery(q): RawQuery,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
+    crate::limits::check_form("_search body", &body, state.limits.max_query_params)?;
     let mut pairs = query_pairs(q.as_deref());
     pairs.extend(form_urlencoded::parse(&body).into_owned());
     run(state, &caller, &rtype, &headers, pairs).await

@@ -117,6 +117,16 @@ pub async fn spawn_apps_with(edit: fn(&mut ServerConfig)) -> Vec<TestApp> {
     apps
 }
 
+/// One app on SQLite only, with server settings edited by `edit`: for behaviour the store
+/// plays no part in (request limits, rate limits).
+pub async fn spawn_sqlite_with(edit: fn(&mut ServerConfig)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite = SqlStore::open_sqlite(&dir.path().join("atr.db"))
+        .await
+        .expect("sqlite");
+    spawn(Arc::new(sqlite), dir, edit).await
+}
+
 impl TestApp {
     /// Starts another server over the same store (a restart, or a second instance behind a load
     /// balancer); returns its FHIR base URL.
