@@ -111,7 +111,8 @@ pub struct Exporter {
     store: Arc<dyn Store>,
     config: ExportConfig,
     files: LocalFiles,
-    /// This instance's lease owner name.
+    /// This instance's lease owner name: `atr-<pid>-<uuid>`, so an operator (or a test) can tell
+    /// which process holds a job.
     owner: String,
     parse_filter: FilterParser,
     wake: Notify,
@@ -125,7 +126,7 @@ impl Exporter {
             files: LocalFiles::new(config.dir.clone()),
             store,
             config,
-            owner: format!("atr-{}", uuid::Uuid::new_v4()),
+            owner: format!("atr-{}-{}", std::process::id(), uuid::Uuid::new_v4()),
             parse_filter,
             wake: Notify::new(),
             running: Mutex::new(HashMap::new()),

@@ -8,17 +8,20 @@
 
 mod common;
 
-use common::{ATR, Server};
+use common::Server;
+use common::bulk::{
+    Poll, download, files_on_disk, get_json, http, ids_by_type, is_running, kick_off, member_ids,
+    poll,
+};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// No child command, server start or HTTP request of this test may take longer than this.
-const TIMEOUT: Duration = Duration::from_secs(60);
+use common::TIMEOUT;
+
 /// How long the restarted server may take to finish the job it took over.
 const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(60);
 /// The export lease: a dead server's job is taken over this long after its last renewal.
@@ -29,8 +32,9 @@ const MEMBERS: &str = "14000";
 /// Export files are split at 1 MiB, so each type has several files and a dead run leaves many.
 const FILE_MB: &str = "1";
 
-/// An access token of the test's admin client (`atr token` with a credentials file for this
-/// server's token URL).
+const CLIENT_ID: &str = "export-kill-admin";
+
+/// `atr serve` on `data_dir` with a short export lease and small export files.
 fn start_server(data_dir: &Path) -> Server {
     let lease = LEASE_SECS.to_string();
     Server::start(
@@ -47,221 +51,7 @@ fn start_server(data_dir: &Path) -> Server {
 }
 
 fn admin_token(server: &Server, dir: &Path, private_jwks: &Value) -> String {
-    let creds = dir.join("credentials.json");
-    let doc = serde_json::json!({
-        "client_id": CLIENT_ID,
-        "token_url": atr_server::token_url_for(&server.base),
-        "fhir_base_url": server.base,
-        "private_jwks": private_jwks,
-    });
-    std::fs::write(&creds, doc.to_string()).expect("write credentials");
-    let out = common::run(
-        TIMEOUT,
-        Command::new(ATR)
-            .arg("token")
-            .arg("--credentials")
-            .arg(&creds),
-    );
-    assert!(out.status.success(), "atr token: {}", out.stderr);
-    out.stdout.trim().to_string()
-}
-
-const CLIENT_ID: &str = "export-kill-admin";
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(TIMEOUT)
-        .build()
-        .expect("http client")
-}
-
-async fn get_json(client: &reqwest::Client, url: &str, token: &str) -> Value {
-    let resp = client
-        .get(url)
-        .bearer_auth(token)
-        .header("Accept", "application/fhir+json")
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let status = resp.status();
-    let text = resp.text().await.expect("body");
-    assert_eq!(status, 200, "GET {url}: {text}");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {url}: not JSON ({e})"))
-}
-
-/// Kicks off `$davinci-data-export` of a Group; the status URL.
-async fn kick_off(client: &reqwest::Client, base: &str, group: &str, token: &str) -> String {
-    let url = format!("{base}/Group/{group}/$davinci-data-export");
-    let resp = client
-        .get(&url)
-        .bearer_auth(token)
-        .header("Accept", "application/fhir+json")
-        .header("Prefer", "respond-async")
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("kick-off {url}: {e}"));
-    let status = resp.status();
-    let location = resp
-        .headers()
-        .get("content-location")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let body = resp.text().await.unwrap_or_default();
-    assert_eq!(status, 202, "kick-off: {body}");
-    location.unwrap_or_else(|| panic!("kick-off without Content-Location: {body}"))
-}
-
-/// One status poll.
-enum Poll {
-    /// 202, with its `X-Progress` and `Retry-After`.
-    Running {
-        progress: String,
-        retry_after: Option<u64>,
-    },
-    /// 200: the manifest.
-    Done(Value),
-}
-
-async fn poll(client: &reqwest::Client, url: &str, token: &str) -> Poll {
-    let resp = client
-        .get(url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("poll {url}: {e}"));
-    let status = resp.status();
-    let header = |name: &str| {
-        resp.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    let progress = header("x-progress");
-    let retry_after = header("retry-after").and_then(|v| v.parse().ok());
-    let text = resp.text().await.unwrap_or_default();
-    match status.as_u16() {
-        202 => Poll::Running {
-            progress: progress.unwrap_or_else(|| panic!("202 without X-Progress: {text}")),
-            retry_after,
-        },
-        200 => Poll::Done(
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("manifest not JSON ({e})")),
-        ),
-        other => panic!("status poll {url}: {other} {text}"),
-    }
-}
-
-/// `X-Progress` of a job part way through: `N% (done of about planned resources)` with
-/// `0 < done < planned`, or `N resources written` with `N > 0`. (A finished job younger than a
-/// second also answers 202, with `done == planned`: that is not part way.)
-fn is_running(progress: &str) -> bool {
-    let numbers: Vec<u64> = progress
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|n| n.parse().ok())
-        .collect();
-    if progress.contains('%') {
-        matches!(numbers[..], [_, done, planned] if 0 < done && done < planned)
-    } else {
-        progress.ends_with("resources written") && numbers.first().is_some_and(|n| *n > 0)
-    }
-}
-
-/// The export files in a job's directory: name and size.
-fn files_on_disk(job_dir: &Path) -> BTreeMap<String, u64> {
-    match std::fs::read_dir(job_dir) {
-        Err(_) => BTreeMap::new(),
-        Ok(entries) => entries
-            .filter_map(Result::ok)
-            .map(|e| {
-                (
-                    e.file_name().to_string_lossy().into_owned(),
-                    e.metadata().map(|m| m.len()).unwrap_or(0),
-                )
-            })
-            .collect(),
-    }
-}
-
-/// Every file of a manifest downloaded: resources by type (each line parsed), and the lines of
-/// each `output` entry checked against its `count`.
-async fn download(
-    client: &reqwest::Client,
-    manifest: &Value,
-    base: &str,
-    job: &str,
-    token: &str,
-) -> BTreeMap<String, Vec<Value>> {
-    let mut by_type: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    let output = manifest["output"].as_array().expect("manifest output");
-    for item in output {
-        let rtype = item["type"].as_str().expect("output type");
-        let url = item["url"].as_str().expect("output url");
-        let count = item["count"].as_u64().expect("output count");
-        assert!(
-            url.starts_with(&format!("{base}/bulkfiles/{job}/")),
-            "file URL {url} is not on the restarted server {base}"
-        );
-        let resp = client
-            .get(url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-        assert_eq!(resp.status(), 200, "GET {url}");
-        let text = resp.text().await.expect("file body");
-        assert!(text.ends_with('\n'), "{url} does not end with a newline");
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len() as u64, count, "{url}: lines vs manifest count");
-        let into = by_type.entry(rtype.to_string()).or_default();
-        for (i, line) in lines.iter().enumerate() {
-            let v: Value = serde_json::from_str(line)
-                .unwrap_or_else(|e| panic!("{url} line {}: not JSON ({e})", i + 1));
-            assert_eq!(v["resourceType"], rtype, "{url} line {}", i + 1);
-            assert!(v["id"].is_string(), "{url} line {}: no id", i + 1);
-            into.push(v);
-        }
-    }
-    by_type
-}
-
-/// Ids per type, asserting that no type has a resource twice.
-fn ids_by_type(by_type: &BTreeMap<String, Vec<Value>>) -> BTreeMap<String, BTreeSet<String>> {
-    by_type
-        .iter()
-        .map(|(rtype, resources)| {
-            let mut ids = BTreeSet::new();
-            for r in resources {
-                let id = r["id"].as_str().expect("id").to_string();
-                assert!(ids.insert(id.clone()), "{rtype}/{id} is exported twice");
-            }
-            (rtype.clone(), ids)
-        })
-        .collect()
-}
-
-/// The ids of the member references of a Group: `entity` (Patients) and the coverage extension.
-fn member_ids(group: &Value) -> (BTreeSet<String>, BTreeSet<String>) {
-    let members = group["member"].as_array().expect("Group.member");
-    let patients = members
-        .iter()
-        .filter_map(|m| m["entity"]["reference"].as_str()?.strip_prefix("Patient/"))
-        .map(str::to_string)
-        .collect();
-    let coverages = members
-        .iter()
-        .flat_map(|m| m["extension"].as_array().into_iter().flatten())
-        .filter(|x| {
-            x["url"]
-                == "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/ext-coverageReference"
-        })
-        .filter_map(|x| {
-            x["valueReference"]["reference"]
-                .as_str()?
-                .strip_prefix("Coverage/")
-        })
-        .map(str::to_string)
-        .collect();
-    (patients, coverages)
+    common::access_token(server, dir, CLIENT_ID, private_jwks)
 }
 
 #[tokio::test]

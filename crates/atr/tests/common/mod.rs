@@ -8,7 +8,33 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+pub mod bulk;
+
 pub const ATR: &str = env!("CARGO_BIN_EXE_atr");
+
+/// No child command, server start or HTTP request of a process-level test may take longer than
+/// this.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The PostgreSQL the tests use.
+pub const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// Whether PostgreSQL answers; when it does not, a test says so and skips, except in CI where it
+/// is required.
+pub fn postgres_available(test: &str) -> bool {
+    let ok = std::process::Command::new("pg_isready")
+        .args(["-h", "127.0.0.1", "-p", "5432", "-q"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: PostgreSQL is required in CI ({PG_URL})"
+        );
+        eprintln!("skipping {test}: PostgreSQL at {PG_URL} is unavailable");
+    }
+    ok
+}
 
 /// `atr serve --listen 127.0.0.1:0 ARGS…`, killed on drop. Its log is kept for failure messages.
 pub struct Server {
@@ -66,6 +92,10 @@ impl Server {
         self.child.kill().expect("kill -9 atr serve");
         let status = self.child.wait().expect("wait for the killed server");
         assert!(!status.success(), "the server exited on its own: {status}");
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn log(&self) -> String {
@@ -136,6 +166,33 @@ pub fn atr_ok(timeout: Duration, args: &[&str]) -> String {
     out.stdout
 }
 
+/// An access token for `client_id` from `server`'s token endpoint (`atr token` with a
+/// credentials file written into `dir`).
+pub fn access_token(
+    server: &Server,
+    dir: &std::path::Path,
+    client_id: &str,
+    private_jwks: &serde_json::Value,
+) -> String {
+    let creds = dir.join(format!("credentials-{client_id}.json"));
+    let doc = serde_json::json!({
+        "client_id": client_id,
+        "token_url": atr_server::token_url_for(&server.base),
+        "fhir_base_url": server.base,
+        "private_jwks": private_jwks,
+    });
+    std::fs::write(&creds, doc.to_string()).expect("write credentials");
+    let out = run(
+        TIMEOUT,
+        Command::new(ATR)
+            .arg("token")
+            .arg("--credentials")
+            .arg(&creds),
+    );
+    assert!(out.status.success(), "atr token: {}", out.stderr);
+    out.stdout.trim().to_string()
+}
+
 /// A synthetic data set loaded into a data directory, with an admin client that sees every Group.
 pub struct Dataset {
     pub data_dir: std::path::PathBuf,
@@ -155,8 +212,23 @@ pub fn admin_dataset(
     scope: Option<&str>,
     timeout: Duration,
 ) -> Dataset {
+    let data = dir.join("data");
+    let store = ["--data-dir", data.to_str().expect("utf-8 path")];
+    admin_dataset_on(dir, &store, synth_args, client_id, scope, timeout)
+}
+
+/// As [`admin_dataset`], into the store that `store` (flags of `atr load`) names; `data_dir` is
+/// `DIR/data` all the same (the export files' home).
+pub fn admin_dataset_on(
+    dir: &std::path::Path,
+    store: &[&str],
+    synth_args: &[&str],
+    client_id: &str,
+    scope: Option<&str>,
+    timeout: Duration,
+) -> Dataset {
     let d = dir.to_str().expect("utf-8 path");
-    let (ndjson, data) = (format!("{d}/ndjson"), format!("{d}/data"));
+    let ndjson = format!("{d}/ndjson");
     let (private, public) = (
         format!("{d}/private.jwks.json"),
         format!("{d}/public.jwks.json"),
@@ -165,21 +237,16 @@ pub fn admin_dataset(
     synth.extend_from_slice(synth_args);
     synth.extend_from_slice(&["--out", &ndjson]);
     atr_ok(timeout, &synth);
-    let loaded = atr_ok(timeout, &["load", &ndjson, "--data-dir", &data]);
+    let mut load = vec!["load", ndjson.as_str()];
+    load.extend_from_slice(store);
+    let loaded = atr_ok(timeout, &load);
     atr_ok(
         timeout,
         &["keygen", "--private", &private, "--public", &public],
     );
-    let mut add = vec![
-        "clients",
-        "--data-dir",
-        &data,
-        "add",
-        client_id,
-        "--admin",
-        "--jwks",
-        &public,
-    ];
+    let mut add = vec!["clients"];
+    add.extend_from_slice(store);
+    add.extend_from_slice(&["add", client_id, "--admin", "--jwks", &public]);
     if let Some(s) = scope {
         add.extend_from_slice(&["--scope", s]);
     }
