@@ -48,10 +48,19 @@ async fn spawn(
     dir: tempfile::TempDir,
     edit: fn(&mut ServerConfig),
 ) -> TestApp {
+    let export_dir = dir.path().join("exports");
+    spawn_exporting_to(store, dir, export_dir, edit).await
+}
+
+async fn spawn_exporting_to(
+    store: Arc<dyn Store>,
+    dir: tempfile::TempDir,
+    export_dir: std::path::PathBuf,
+    edit: fn(&mut ServerConfig),
+) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let export_dir = dir.path().join("exports");
     let mut config = test_config(&export_dir);
     edit(&mut config);
     let state = atr_server::state_for(&listener, store.clone(), &config)
@@ -115,6 +124,30 @@ pub async fn spawn_apps_with(edit: fn(&mut ServerConfig)) -> Vec<TestApp> {
         Err(e) => eprintln!("skipping PostgreSQL: {PG_URL} unavailable ({e})"),
     }
     apps
+}
+
+/// One app on PostgreSQL reached at `url` (a schema of its own), or `None` when PostgreSQL does
+/// not answer outside CI.
+pub async fn spawn_postgres_at(url: &str) -> Option<TestApp> {
+    drop_stale_test_schemas().await;
+    let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
+    match SqlStore::open_postgres(url, Some(&schema)).await {
+        Ok(pg) => Some(spawn(Arc::new(pg), tempfile::tempdir().expect("temp dir"), |_| {}).await),
+        Err(e) if std::env::var_os("CI").is_some() => panic!("PostgreSQL is required in CI: {e}"),
+        Err(e) => {
+            eprintln!("skipping PostgreSQL: {url} unavailable ({e})");
+            None
+        }
+    }
+}
+
+/// One app on SQLite whose export files go to `export_dir` (a small file system, say).
+pub async fn spawn_sqlite_exporting_to(export_dir: &std::path::Path) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite = SqlStore::open_sqlite(&dir.path().join("atr.db"))
+        .await
+        .expect("sqlite");
+    spawn_exporting_to(Arc::new(sqlite), dir, export_dir.to_path_buf(), |_| {}).await
 }
 
 /// One app on SQLite only, with server settings edited by `edit`: for behaviour the store
@@ -347,4 +380,5 @@ async fn drop_stale_test_schemas() {
         let _ = SqlStore::drop_stale_postgres_schemas(PG_URL, "t_", hour).await;
     }
 }
+pub mod link_proxy;
 pub mod receiver;

@@ -476,16 +476,16 @@ impl Store for SqlStore {
             let path = p.connect_options().get_filename().to_path_buf();
             let mut batch = others;
             batch.extend(groups);
-            let deferred = tokio::task::spawn_blocking(move || sqlite_bulk::load(&path, batch))
+            let outcome = tokio::task::spawn_blocking(move || sqlite_bulk::load(&path, batch))
                 .await
                 .map_err(|e| StoreError::Direct(format!("the bulk writer failed: {e}")))??;
             // Freeing a batch of parsed resources takes a good fraction of the time it took to
             // write them: let another thread do it while the next batch is written.
-            let spent = deferred.spent;
+            let spent = outcome.spent;
             tokio::task::spawn_blocking(move || drop(spent));
-            if !deferred.groups.is_empty() {
+            if !outcome.deferred_groups.is_empty() {
                 let mut tx = self.pool.begin_write().await?;
-                for g in deferred.groups {
+                for g in outcome.deferred_groups {
                     write_in(&mut tx, g).await?;
                 }
                 tx.commit().await?;

@@ -93,10 +93,11 @@ impl<'c> Statements<'c> {
 /// decides when committed pages move from the WAL into the database file.
 const WAL_AUTOCHECKPOINT: u32 = 100_000;
 
-/// What [`load`] leaves to the generic path: Groups that already exist (their roster is a diff
-/// against the current one) or that a Subscription watches (their creation is an event).
-pub(crate) struct Deferred {
-    pub groups: Vec<ResourceWrite>,
+/// What [`load`] did with a batch.
+pub(crate) struct BulkOutcome {
+    /// Groups left to the generic path: those that already exist (their roster is a diff against
+    /// the current one) or that a Subscription watches (their creation is an event).
+    pub deferred_groups: Vec<ResourceWrite>,
     /// The written batch, spent: freeing its parsed resources is a good part of the work, which
     /// the caller can do off the writer's path.
     pub spent: Vec<ResourceWrite>,
@@ -105,7 +106,7 @@ pub(crate) struct Deferred {
 /// Writes `batch` to the SQLite file at `path` in one transaction (runs on a blocking thread):
 /// every resource without members, and every Group that is new. A batch naming one id twice fails
 /// with `AlreadyExists` before anything is written.
-pub(crate) fn load(path: &Path, batch: Vec<ResourceWrite>) -> Result<Deferred, StoreError> {
+pub(crate) fn load(path: &Path, batch: Vec<ResourceWrite>) -> Result<BulkOutcome, StoreError> {
     reject_duplicates(&batch)?;
     let mut conn = open(path)?;
     let tx = conn
@@ -127,8 +128,8 @@ pub(crate) fn load(path: &Path, batch: Vec<ResourceWrite>) -> Result<Deferred, S
         }
     }
     tx.commit().map_err(err)?;
-    Ok(Deferred {
-        groups: deferred,
+    Ok(BulkOutcome {
+        deferred_groups: deferred,
         spent,
     })
 }
