@@ -40,10 +40,16 @@ pub struct BenchArgs {
     /// kept).
     #[arg(long, requires = "work_dir")]
     reuse: bool,
-    /// Only these measurements, comma-separated: stream, export, discovery, member-ops, tokens
-    /// (default: all).
+    /// Only these measurements, comma-separated: stream, export, discovery, discovery-load,
+    /// member-ops, tokens (default: all).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Concurrent connections of the discovery load.
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// How long the discovery load runs, in seconds (it stops then, however far it got).
+    #[arg(long, default_value_t = 10)]
+    load_secs: u64,
 }
 
 impl BenchArgs {
@@ -271,6 +277,27 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                 latencies.len(),
                 ms(pct(0.5)),
                 ms(pct(0.99))
+            );
+        }
+        // Discovery under load: many connections at once, for a bounded time.
+        if args.runs("discovery-load") {
+            let npis = std::sync::Arc::new(collect_npis(&client, &base).await?);
+            let load = discovery_load(
+                &client,
+                &base,
+                npis,
+                args.connections,
+                Duration::from_secs(args.load_secs),
+            )
+            .await?;
+            println!(
+                "[{dialect}] discovery by NPI under load ({} connections, {:.0} s): {} requests = {:.0} requests/s, median {:.2} ms, p99 {:.2} ms",
+                args.connections,
+                load.elapsed.as_secs_f64(),
+                load.latencies.len(),
+                load.latencies.len() as f64 / load.elapsed.as_secs_f64(),
+                ms(load.percentile(0.5)),
+                ms(load.percentile(0.99))
             );
         }
         // Reconciliation on the big list and on a 1,000-member list of the same payer.
@@ -587,6 +614,64 @@ fn tempfile_dir() -> Result<PathBuf> {
 }
 
 /// NPIs of the Groups on the server, from a few pages of `_summary=true` search.
+/// Latencies of a load run, sorted.
+struct LoadRun {
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+}
+
+impl LoadRun {
+    fn percentile(&self, p: f64) -> Duration {
+        let n = self.latencies.len();
+        if n == 0 {
+            return Duration::ZERO;
+        }
+        self.latencies[((n as f64 * p) as usize).min(n - 1)]
+    }
+}
+
+/// `connections` clients searching Groups by NPI back to back until `duration` is over.
+async fn discovery_load(
+    client: &reqwest::Client,
+    base: &str,
+    npis: std::sync::Arc<Vec<String>>,
+    connections: usize,
+    duration: Duration,
+) -> Result<LoadRun> {
+    let started = Instant::now();
+    let mut workers = Vec::with_capacity(connections);
+    for w in 0..connections {
+        let (client, base, npis) = (client.clone(), base.to_string(), npis.clone());
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut i = w;
+            while started.elapsed() < duration {
+                let npi = &npis[(i * 7919) % npis.len()];
+                i += connections;
+                let t = Instant::now();
+                client
+                    .get(format!(
+                        "{base}/Group?identifier=http://hl7.org/fhir/sid/us-npi|{npi}&_summary=true"
+                    ))
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .bytes()
+                    .await?;
+                latencies.push(t.elapsed());
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for w in workers {
+        latencies.extend(w.await??);
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    Ok(LoadRun { latencies, elapsed })
+}
+
 async fn collect_npis(client: &reqwest::Client, base: &str) -> Result<Vec<String>> {
     let mut npis = Vec::new();
     let mut url = Some(format!(

@@ -389,20 +389,18 @@ impl Store for SqlStore {
     }
 
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage, StoreError> {
-        let total = if query.with_total || query.count == 0 {
+        let count_all = |query: &SearchQuery| {
             let st = search::count_statement(query);
-            let row = self
-                .pool
-                .fetch_optional(&st.sql, &st.args, &[Col::Int])
-                .await?;
-            Some(row.map_or(0, |r| r.int(0)))
-        } else {
-            None
+            let pool = self.pool.clone();
+            async move {
+                let row = pool.fetch_optional(&st.sql, &st.args, &[Col::Int]).await?;
+                Ok::<_, StoreError>(row.map_or(0, |r| r.int(0)))
+            }
         };
         if query.count == 0 {
             return Ok(SearchPage {
                 matches: Vec::new(),
-                total,
+                total: Some(count_all(query).await?),
                 has_more: false,
             });
         }
@@ -417,6 +415,13 @@ impl Store for SqlStore {
         ];
         let mut rows = self.pool.fetch_all(&st.sql, &st.args, &cols).await?;
         let has_more = rows.len() > query.count as usize;
+        // A first page that holds every match is its own total: most searches (discovery by an
+        // identifier) need no second query.
+        let total = match (query.with_total, has_more, &query.after_id) {
+            (false, _, _) => None,
+            (true, false, None) => Some(rows.len() as i64),
+            (true, _, _) => Some(count_all(query).await?),
+        };
         rows.truncate(query.count as usize);
         let matches = rows
             .into_iter()
