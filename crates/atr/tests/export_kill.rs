@@ -51,7 +51,7 @@ fn start_server(data_dir: &Path) -> Server {
 }
 
 fn admin_token(server: &Server, dir: &Path, private_jwks: &Value) -> String {
-    common::access_token(server, dir, CLIENT_ID, private_jwks)
+    common::access_token(server, dir, CLIENT_ID, private_jwks, None)
 }
 
 #[tokio::test]

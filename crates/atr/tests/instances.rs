@@ -91,7 +91,7 @@ async fn an_export_outlives_kill_9_of_its_instance_and_finishes_on_another() {
         Some(start_instance(&store, &shared, "1")),
     ];
     let client = http();
-    let token = common::access_token(&front, dir, CLIENT_ID, &private_jwks);
+    let token = common::access_token(&front, dir, CLIENT_ID, &private_jwks, None);
     let status_on_front = kick_off(&client, &front.base, "list-1", &token).await;
     let job = status_on_front
         .rsplit_once("/bulkstatus/")

@@ -6,11 +6,10 @@ mod common;
 #[path = "../../atr-server/tests/common/receiver.rs"]
 mod receiver;
 
-use common::{ATR, Server};
+use common::Server;
 use receiver::{Receiver, accepted_events};
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -39,22 +38,7 @@ fn start_server(data_dir: &Path) -> Server {
 }
 
 fn admin_token(server: &Server, dir: &Path, private_jwks: &Value) -> String {
-    let creds = dir.join("credentials.json");
-    let doc = json!({
-        "client_id": CLIENT_ID,
-        "token_url": atr_server::token_url_for(&server.base),
-        "fhir_base_url": server.base,
-        "private_jwks": private_jwks,
-    });
-    std::fs::write(&creds, doc.to_string()).expect("write credentials");
-    let out = common::run(
-        TIMEOUT,
-        Command::new(ATR)
-            .args(["token", "--scope", "system/*.cruds", "--credentials"])
-            .arg(&creds),
-    );
-    assert!(out.status.success(), "atr token: {}", out.stderr);
-    out.stdout.trim().to_string()
+    common::access_token(server, dir, CLIENT_ID, private_jwks, Some("system/*.cruds"))
 }
 
 async fn call(

@@ -167,12 +167,13 @@ pub fn atr_ok(timeout: Duration, args: &[&str]) -> String {
 }
 
 /// An access token for `client_id` from `server`'s token endpoint (`atr token` with a
-/// credentials file written into `dir`).
+/// credentials file written into `dir`), with `scope` (`atr token`'s default when `None`).
 pub fn access_token(
     server: &Server,
     dir: &std::path::Path,
     client_id: &str,
     private_jwks: &serde_json::Value,
+    scope: Option<&str>,
 ) -> String {
     let creds = dir.join(format!("credentials-{client_id}.json"));
     let doc = serde_json::json!({
@@ -182,13 +183,12 @@ pub fn access_token(
         "private_jwks": private_jwks,
     });
     std::fs::write(&creds, doc.to_string()).expect("write credentials");
-    let out = run(
-        TIMEOUT,
-        Command::new(ATR)
-            .arg("token")
-            .arg("--credentials")
-            .arg(&creds),
-    );
+    let mut token = Command::new(ATR);
+    token.arg("token").arg("--credentials").arg(&creds);
+    if let Some(scope) = scope {
+        token.args(["--scope", scope]);
+    }
+    let out = run(TIMEOUT, &mut token);
     assert!(out.status.success(), "atr token: {}", out.stderr);
     out.stdout.trim().to_string()
 }
