@@ -6,9 +6,12 @@
 //! An export is kicked off through an instance that runs no export jobs, polled through a second,
 //! and the instance that claimed it is killed with `kill -9` part way: the remaining one takes the
 //! job over when its lease runs out, and the client, polling and downloading through it, gets the
-//! complete export.
+//! complete export. Changes made through two instances reach a Subscription's endpoint once
+//! each, in order.
 
 mod common;
+#[path = "../../atr-server/tests/common/receiver.rs"]
+mod receiver;
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -16,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use common::bulk::{Poll, download, get_json, http, ids_by_type, kick_off, member_ids, poll};
 use common::{PG_URL, Server, TIMEOUT};
+use receiver::{Receiver, accepted_events};
+use serde_json::json;
 
 /// The export lease: a dead instance's job is taken over this long after its last renewal.
 const LEASE_SECS: &str = "2";
@@ -166,5 +171,147 @@ async fn an_export_outlives_kill_9_of_its_instance_and_finishes_on_another() {
     let counts: BTreeMap<&String, usize> = ids.iter().map(|(t, s)| (t, s.len())).collect();
     eprintln!("exported across instances: {counts:?}");
     drop((front, survivor));
+    let _ = atr_store::SqlStore::drop_postgres_schema(PG_URL, &schema).await;
+}
+
+const BACKPORT: &str = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/";
+
+async fn send(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut req = client
+        .request(method, url)
+        .bearer_auth(token)
+        .header("Accept", "application/fhir+json");
+    if let Some(b) = body {
+        req = req
+            .header("Content-Type", "application/fhir+json")
+            .body(b.to_string());
+    }
+    let resp = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test]
+async fn changes_through_two_instances_are_each_notified_once_in_order() {
+    if !common::postgres_available("changes_through_two_instances_are_each_notified_once_in_order")
+    {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
+    let store = ["--database", PG_URL, "--schema", schema.as_str()];
+    let common::Dataset {
+        data_dir: shared,
+        private_jwks,
+        ..
+    } = common::admin_dataset_on(
+        dir,
+        &store,
+        &["--members", "200", "--lists", "2"],
+        CLIENT_ID,
+        Some("system/*.cruds"),
+        TIMEOUT,
+    );
+    let data = shared.to_str().expect("utf-8 path");
+    let mut status_open = vec!["roster"];
+    status_open.extend_from_slice(&store);
+    status_open.extend_from_slice(&["--data-dir", data, "status", "list-2", "open"]);
+    common::atr_ok(TIMEOUT, &status_open);
+    let instances = [
+        start_instance(&store, &shared, "1"),
+        start_instance(&store, &shared, "1"),
+    ];
+    let client = http();
+    let token = common::access_token(
+        &instances[0],
+        dir,
+        CLIENT_ID,
+        &private_jwks,
+        Some("system/*.cruds"),
+    );
+
+    let receiver = Receiver::start().await;
+    let hook = receiver.endpoint("two");
+    let subscription = json!({
+        "resourceType": "Subscription",
+        "status": "active",
+        "reason": "two instances",
+        "criteria": "http://hl7.org/fhir/us/davinci-atr/SubscriptionTopic/atr-list-change",
+        "_criteria": {"extension": [{"url": format!("{BACKPORT}backport-filter-criteria"),
+                                      "valueString": "Group?_id=list-2"}]},
+        "channel": {
+            "type": "rest-hook",
+            "endpoint": hook,
+            "payload": "application/fhir+json",
+            "_payload": {"extension": [{"url": format!("{BACKPORT}backport-payload-content"),
+                                         "valueCode": "id-only"}]},
+        },
+    });
+    let (status, made) = send(
+        &client,
+        reqwest::Method::POST,
+        &format!("{}/Subscription", instances[0].base),
+        &token,
+        Some(subscription),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    receiver
+        .wait_for("the handshake", TIMEOUT, |s| s.iter().any(|r| r.accepted()))
+        .await;
+
+    // Six removals, alternating between the instances.
+    let group = get_json(
+        &client,
+        &format!("{}/Group/list-2", instances[1].base),
+        &token,
+    )
+    .await;
+    let patients: Vec<String> = group["member"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter_map(|m| Some(m["entity"]["reference"].as_str()?.to_string()))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .take(6)
+        .collect();
+    assert_eq!(patients.len(), 6, "list-2 has six patients to remove");
+    for (i, patient) in patients.iter().enumerate() {
+        let base = &instances[i % 2].base;
+        let body = json!({"resourceType": "Parameters", "parameter": [
+            {"name": "patientReference", "valueReference": {"reference": patient}}]});
+        let (status, out) = send(
+            &client,
+            reqwest::Method::POST,
+            &format!("{base}/Group/list-2/$member-remove"),
+            &token,
+            Some(body),
+        )
+        .await;
+        assert!((200..300).contains(&status), "{patient}: {out}");
+    }
+    let seen = receiver
+        .wait_for("events 1 to 6", TIMEOUT, |s| {
+            accepted_events(s, "/hook/two").last() == Some(&6)
+        })
+        .await;
+    // A moment for a duplicate, were one coming.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let numbers = accepted_events(&receiver.received(), "/hook/two");
+    assert_eq!(
+        numbers,
+        (1..=6).collect::<Vec<u64>>(),
+        "each event once, in order (first seen: {:?})",
+        accepted_events(&seen, "/hook/two")
+    );
+    drop(instances);
     let _ = atr_store::SqlStore::drop_postgres_schema(PG_URL, &schema).await;
 }
