@@ -3,8 +3,8 @@
 //!
 //! A job is a row (`atr-store`), so a process that dies mid-export loses nothing: its lease runs
 //! out and a worker (of this or another instance) runs the job again from the start, at the same
-//! snapshot instant and Group version, into a fresh directory. Each resource type is written by
-//! its own task, in parallel.
+//! snapshot instant and Group version, after clearing whatever the earlier run left in the
+//! [`ExportFileStore`]. Each resource type is written by its own task, in parallel.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -25,15 +25,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{Notify, Semaphore};
 
-use crate::files::{FileEntry, LocalFiles, SplitWriter};
+use crate::file_store::{ExportFileError, ExportFileStore, ExportStorage};
+use crate::files::{FileEntry, SplitWriter};
 use crate::filter::{TypeFilter, passes, subset};
 use crate::request::{ExportRequest, Note};
 
 /// How the engine runs.
 #[derive(Debug, Clone)]
 pub struct ExportConfig {
-    /// Where job directories go.
+    /// Where job directories go (local storage), or where files are spooled until they are
+    /// uploaded (S3).
     pub dir: PathBuf,
+    /// Where finished files are kept and served from.
+    pub storage: ExportStorage,
     /// Files are split when they reach this size.
     pub max_file_bytes: u64,
     /// How long a job and its files are kept after kick-off.
@@ -53,6 +57,7 @@ impl ExportConfig {
     pub fn new(dir: PathBuf) -> Self {
         ExportConfig {
             dir,
+            storage: ExportStorage::Local,
             max_file_bytes: 512 * 1024 * 1024,
             retention: Duration::from_secs(24 * 3600),
             limits: ExportLimits {
@@ -72,6 +77,8 @@ pub enum ExportError {
     Store(#[from] StoreError),
     #[error("export files: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Files(#[from] ExportFileError),
     #[error("export job {0} has unreadable parameters: {1}")]
     BadParams(String, String),
     #[error("Group/{0} version {1} is not stored")]
@@ -110,7 +117,7 @@ const MAX_REFERENCE_NOTES: usize = 10_000;
 pub struct Exporter {
     store: Arc<dyn Store>,
     config: ExportConfig,
-    files: LocalFiles,
+    files: Arc<dyn ExportFileStore>,
     /// This instance's lease owner name: `atr-<pid>-<uuid>`, so an operator (or a test) can tell
     /// which process holds a job.
     owner: String,
@@ -121,19 +128,25 @@ pub struct Exporter {
 }
 
 impl Exporter {
-    pub fn new(store: Arc<dyn Store>, config: ExportConfig, parse_filter: FilterParser) -> Self {
-        Exporter {
-            files: LocalFiles::new(config.dir.clone()),
+    /// Fails when the file store's settings are unusable (an S3 endpoint that is no URL).
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: ExportConfig,
+        parse_filter: FilterParser,
+    ) -> Result<Self, ExportFileError> {
+        Ok(Exporter {
+            files: config.storage.open(config.dir.clone())?,
             store,
             config,
             owner: format!("atr-{}-{}", std::process::id(), uuid::Uuid::new_v4()),
             parse_filter,
             wake: Notify::new(),
             running: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
-    pub fn files(&self) -> &LocalFiles {
+    /// Where the jobs' files are.
+    pub fn files(&self) -> &Arc<dyn ExportFileStore> {
         &self.files
     }
 
@@ -354,9 +367,8 @@ impl Exporter {
     ) -> Result<Manifest, ExportError> {
         let request: ExportRequest = serde_json::from_str(&job.params)
             .map_err(|e| ExportError::BadParams(job.id.clone(), e.to_string()))?;
-        let dir = self.files.job_dir(&job.id);
-        self.files.remove_job(&job.id).await?;
-        tokio::fs::create_dir_all(&dir).await?;
+        // A rerun (restart, takeover) starts from nothing: no file of an earlier run survives.
+        self.files.start_job(&job.id).await?;
         let scope = ExportScope {
             group_id: job.group_id.clone(),
             group_version: job.group_version,
@@ -383,7 +395,8 @@ impl Exporter {
             store: self.store.clone(),
             plan: plan.clone(),
             rtype,
-            dir: dir.clone(),
+            files: self.files.clone(),
+            job_id: job.id.clone(),
             max_bytes: self.config.max_file_bytes,
             filters: filters.clone(),
             elements: request
@@ -457,7 +470,8 @@ impl Exporter {
         }
 
         let mut errors = SplitWriter::new(
-            &dir,
+            self.files.clone(),
+            &job.id,
             "error",
             "OperationOutcome",
             self.config.max_file_bytes,
@@ -493,8 +507,13 @@ impl Exporter {
         manifest.error = errors.finish().await?;
 
         if !deleted.is_empty() {
-            let mut writer =
-                SplitWriter::new(&dir, "deleted", "Bundle", self.config.max_file_bytes);
+            let mut writer = SplitWriter::new(
+                self.files.clone(),
+                &job.id,
+                "deleted",
+                "Bundle",
+                self.config.max_file_bytes,
+            );
             let mut lines = Vec::new();
             for reference in &deleted {
                 let bundle = serde_json::json!({
@@ -586,7 +605,8 @@ struct TypeTask {
     store: Arc<dyn Store>,
     plan: Arc<ExportPlan>,
     rtype: ResourceType,
-    dir: PathBuf,
+    files: Arc<dyn ExportFileStore>,
+    job_id: String,
     max_bytes: u64,
     filters: Arc<Vec<TypeFilter>>,
     elements: Vec<String>,
@@ -598,7 +618,8 @@ struct TypeTask {
 impl TypeTask {
     async fn run(self) -> Result<TypeOutput, ExportError> {
         let name = self.rtype.as_str();
-        let mut writer = SplitWriter::new(&self.dir, name, name, self.max_bytes);
+        let mut writer =
+            SplitWriter::new(self.files.clone(), &self.job_id, name, name, self.max_bytes);
         let mut out = TypeOutput {
             files: Vec::new(),
             missing: Vec::new(),
@@ -637,7 +658,7 @@ impl TypeTask {
         out.files = writer.finish().await?;
         // An empty type has no file (Bulk Data: no output item for types without data).
         for f in out.files.iter().filter(|f| f.count == 0) {
-            let _ = tokio::fs::remove_file(self.dir.join(&f.name)).await;
+            let _ = self.files.remove(&self.job_id, &f.name).await;
         }
         out.files.retain(|f| f.count > 0);
         tracing::debug!(

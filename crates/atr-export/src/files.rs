@@ -1,10 +1,12 @@
-//! Export files on the local disk: one directory per job, per-type NDJSON files split at a size
-//! limit on line boundaries, so a download can resume and no file grows without bound.
+//! Export files: their names, manifest entries, and the per-type NDJSON files split at a size
+//! limit on line boundaries, so a download can resume and no file grows without bound. Where the
+//! files go is the [`ExportFileStore`]'s business.
 
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
+
+use crate::file_store::{ExportFileError, ExportFileStore, ExportFileWriter};
 
 /// One file of a manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,12 +18,6 @@ pub struct FileEntry {
     pub name: String,
     /// Lines in the file.
     pub count: u64,
-}
-
-/// The root directory of all jobs' files.
-#[derive(Debug, Clone)]
-pub struct LocalFiles {
-    root: PathBuf,
 }
 
 /// Whether `name` is a file name this engine writes (`Type-N.ndjson`): nothing else is ever
@@ -44,36 +40,11 @@ pub fn is_job_id(id: &str) -> bool {
     uuid::Uuid::parse_str(id).is_ok()
 }
 
-impl LocalFiles {
-    pub fn new(root: PathBuf) -> Self {
-        LocalFiles { root }
-    }
-
-    pub fn job_dir(&self, job_id: &str) -> PathBuf {
-        self.root.join(job_id)
-    }
-
-    /// The path of a job's file, or `None` for a name or id this engine never makes.
-    pub fn path(&self, job_id: &str, name: &str) -> Option<PathBuf> {
-        (is_job_id(job_id) && is_export_file_name(name)).then(|| self.job_dir(job_id).join(name))
-    }
-
-    /// Removes a job's files (nothing to do when there are none).
-    pub async fn remove_job(&self, job_id: &str) -> std::io::Result<()> {
-        if !is_job_id(job_id) {
-            return Ok(());
-        }
-        match tokio::fs::remove_dir_all(self.job_dir(job_id)).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
-    }
-}
-
 /// Writes the lines of one kind (a resource type, `error` or `deleted`) into `Kind-1.ndjson`,
 /// `Kind-2.ndjson`, … of at most `max_bytes` each (a single longer line gets a file of its own).
 pub struct SplitWriter {
-    dir: PathBuf,
+    store: Arc<dyn ExportFileStore>,
+    job_id: String,
     kind: String,
     rtype: String,
     max_bytes: u64,
@@ -82,9 +53,7 @@ pub struct SplitWriter {
 }
 
 struct Open {
-    // Unbuffered: writes come in chunks of a quarter megabyte or more, and a buffer would only
-    // copy them once more.
-    file: tokio::fs::File,
+    file: Box<dyn ExportFileWriter>,
     name: String,
     bytes: u64,
     lines: u64,
@@ -92,9 +61,16 @@ struct Open {
 
 impl SplitWriter {
     /// `kind` names the files; `rtype` is the manifest `type` of their lines.
-    pub fn new(dir: &Path, kind: &str, rtype: &str, max_bytes: u64) -> Self {
+    pub fn new(
+        store: Arc<dyn ExportFileStore>,
+        job_id: &str,
+        kind: &str,
+        rtype: &str,
+        max_bytes: u64,
+    ) -> Self {
         SplitWriter {
-            dir: dir.to_path_buf(),
+            store,
+            job_id: job_id.to_string(),
             kind: kind.to_string(),
             rtype: rtype.to_string(),
             max_bytes: max_bytes.max(1),
@@ -103,10 +79,10 @@ impl SplitWriter {
         }
     }
 
-    async fn open(&mut self) -> std::io::Result<&mut Open> {
+    async fn open(&mut self) -> Result<&mut Open, ExportFileError> {
         if self.current.is_none() {
             let name = format!("{}-{}.ndjson", self.kind, self.files.len() + 1);
-            let file = tokio::fs::File::create(self.dir.join(&name)).await?;
+            let file = self.store.create(&self.job_id, &name).await?;
             self.current = Some(Open {
                 file,
                 name,
@@ -116,14 +92,13 @@ impl SplitWriter {
         }
         match self.current.as_mut() {
             Some(open) => Ok(open),
-            None => Err(std::io::Error::other("export file not open")),
+            None => Err(ExportFileError::Protocol("export file not open".into())),
         }
     }
 
-    async fn close(&mut self) -> std::io::Result<()> {
-        if let Some(mut open) = self.current.take() {
-            open.file.flush().await?;
-            open.file.sync_data().await?;
+    async fn close(&mut self) -> Result<(), ExportFileError> {
+        if let Some(open) = self.current.take() {
+            open.file.finish().await?;
             self.files.push(FileEntry {
                 rtype: self.rtype.clone(),
                 name: open.name,
@@ -134,7 +109,7 @@ impl SplitWriter {
     }
 
     /// Appends whole lines (each ending in `\n`).
-    pub async fn write(&mut self, mut lines: &[u8]) -> std::io::Result<()> {
+    pub async fn write(&mut self, mut lines: &[u8]) -> Result<(), ExportFileError> {
         while !lines.is_empty() {
             let max = self.max_bytes;
             let open = self.open().await?;
@@ -154,7 +129,7 @@ impl SplitWriter {
             };
             if take > 0 {
                 let piece = &lines[..take];
-                open.file.write_all(piece).await?;
+                open.file.write(piece).await?;
                 open.bytes += take as u64;
                 open.lines += count_lines(piece);
                 lines = &lines[take..];
@@ -168,16 +143,16 @@ impl SplitWriter {
 
     /// Appends part of a line that must not be split (a Group with all its members is one line
     /// of any size).
-    pub async fn write_unsplit(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+    pub async fn write_unsplit(&mut self, bytes: &[u8]) -> Result<(), ExportFileError> {
         let open = self.open().await?;
-        open.file.write_all(bytes).await?;
+        open.file.write(bytes).await?;
         open.bytes += bytes.len() as u64;
         open.lines += count_lines(bytes);
         Ok(())
     }
 
     /// Closes the last file; the files written, in order.
-    pub async fn finish(mut self) -> std::io::Result<Vec<FileEntry>> {
+    pub async fn finish(mut self) -> Result<Vec<FileEntry>, ExportFileError> {
         self.close().await?;
         Ok(self.files)
     }
@@ -204,15 +179,20 @@ mod tests {
     #[tokio::test]
     async fn lines_split_at_the_size_limit_and_are_counted() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = SplitWriter::new(dir.path(), "Patient", "Patient", 10);
+        let store = Arc::new(crate::local_store::LocalExportStore::new(dir.path().into()));
+        let job = uuid::Uuid::new_v4().to_string();
+        store.start_job(&job).await.unwrap();
+        let mut w = SplitWriter::new(store, &job, "Patient", "Patient", 10);
         w.write(b"aaaa\nbbbb\ncccc\n").await.unwrap();
         w.write(b"a-very-long-line\nd\n").await.unwrap();
         let files = w.finish().await.unwrap();
         let counts: Vec<u64> = files.iter().map(|f| f.count).collect();
         assert_eq!(counts, vec![2, 1, 1, 1]);
-        let first = std::fs::read_to_string(dir.path().join("Patient-1.ndjson")).unwrap();
+        let first =
+            std::fs::read_to_string(dir.path().join(&job).join("Patient-1.ndjson")).unwrap();
         assert_eq!(first, "aaaa\nbbbb\n");
-        let third = std::fs::read_to_string(dir.path().join("Patient-3.ndjson")).unwrap();
+        let third =
+            std::fs::read_to_string(dir.path().join(&job).join("Patient-3.ndjson")).unwrap();
         assert_eq!(third, "a-very-long-line\n");
     }
 }

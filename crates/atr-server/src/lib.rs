@@ -150,11 +150,14 @@ pub async fn state_for(
     let auth = auth::Authority::new(store.clone(), token_url, config.auth.clone())
         .await
         .map_err(std::io::Error::other)?;
-    let exporter = Arc::new(atr_export::Exporter::new(
-        store.clone(),
-        config.export.clone(),
-        Arc::new(|q: &str| routes::export::parse_type_filter(q)),
-    ));
+    let exporter = Arc::new(
+        atr_export::Exporter::new(
+            store.clone(),
+            config.export.clone(),
+            Arc::new(|q: &str| routes::export::parse_type_filter(q)),
+        )
+        .map_err(std::io::Error::other)?,
+    );
     exporter.spawn();
     let notifier = Arc::new(atr_notify::Notifier::new(
         store.clone(),

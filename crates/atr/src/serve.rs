@@ -131,6 +131,22 @@ pub struct ExportArgs {
     /// Directory for export files (default: `<data-dir>/exports`).
     #[arg(long, env = "ATR_EXPORT_DIR")]
     export_dir: Option<std::path::PathBuf>,
+    /// Where finished export files are kept: `s3://BUCKET/PREFIX` for an S3-compatible bucket
+    /// (files are spooled in the export directory until each is complete, then uploaded).
+    /// Default: the export directory. S3 credentials come from the environment only
+    /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, optionally `AWS_SESSION_TOKEN`).
+    #[arg(long, env = "ATR_EXPORT_STORE", value_parser = parse_export_store)]
+    export_store: Option<atr_export::S3Location>,
+    /// The S3 API's base URL, for S3-compatible servers (default: AWS's endpoint of the region).
+    #[arg(long, env = "ATR_S3_ENDPOINT", requires = "export_store")]
+    s3_endpoint: Option<String>,
+    /// The bucket's region.
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    s3_region: String,
+    /// Path-style requests (ENDPOINT/BUCKET/KEY rather than BUCKET.ENDPOINT/KEY), which most
+    /// S3-compatible servers need.
+    #[arg(long, env = "ATR_S3_PATH_STYLE", requires = "export_store")]
+    s3_path_style: bool,
     /// Export files are split when they reach this many MiB.
     #[arg(long, env = "ATR_EXPORT_FILE_MB", default_value_t = 512)]
     export_file_mb: u64,
@@ -151,13 +167,38 @@ pub struct ExportArgs {
     export_lease_secs: u64,
 }
 
+fn parse_export_store(s: &str) -> Result<atr_export::S3Location, String> {
+    if !s.starts_with("s3://") {
+        return Err(format!(
+            "{s:?}: only s3://BUCKET/PREFIX is supported (a local directory is --export-dir)"
+        ));
+    }
+    s.parse()
+}
+
 impl ExportArgs {
-    fn config(&self, data_dir: &std::path::Path) -> atr_export::ExportConfig {
+    /// Where finished files go; S3 needs credentials in the environment.
+    fn storage(&self) -> Result<atr_export::ExportStorage> {
+        let Some(location) = &self.export_store else {
+            return Ok(atr_export::ExportStorage::Local);
+        };
+        let credentials = atr_export::S3Settings::credentials_from_env().context(
+            "--export-store s3://… needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment",
+        )?;
+        let mut s3 = atr_export::S3Settings::new(location.clone(), &self.s3_region);
+        s3.endpoint = self.s3_endpoint.clone();
+        s3.path_style = self.s3_path_style;
+        s3.credentials = Some(credentials);
+        Ok(atr_export::ExportStorage::S3(s3))
+    }
+
+    fn config(&self, data_dir: &std::path::Path) -> Result<atr_export::ExportConfig> {
         let dir = self
             .export_dir
             .clone()
             .unwrap_or_else(|| data_dir.join("exports"));
         let mut c = atr_export::ExportConfig::new(dir);
+        c.storage = self.storage()?;
         c.max_file_bytes = self.export_file_mb.max(1) * 1024 * 1024;
         c.retention = std::time::Duration::from_secs(self.export_retention_hours * 3600);
         c.limits = atr_store::ExportLimits {
@@ -166,7 +207,7 @@ impl ExportArgs {
         };
         c.workers = self.export_workers;
         c.lease = std::time::Duration::from_secs(self.export_lease_secs.max(1));
-        c
+        Ok(c)
     }
 }
 
@@ -205,7 +246,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("listening on {}", args.listen))?;
     let config = ServerConfig {
         base_url: args.base_url.clone(),
-        export: args.export.config(&args.store.data_dir),
+        export: args.export.config(&args.store.data_dir)?,
         notify: args.notify.config(),
         limits: args.limits.limits(),
         rate_limit: args.limits.rate_limit(),

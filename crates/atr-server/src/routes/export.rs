@@ -6,8 +6,6 @@
 //! `Accept` and `Prefer: respond-async` are required, `Retry-After` is integer seconds, the first
 //! poll answers 202.
 
-use std::io::{Read, Seek, SeekFrom};
-
 use atr_auth::scope::Interaction;
 use atr_export::{ExportRequest, Exporter, Note, Submission, TypeFilter};
 use atr_model::ResourceType;
@@ -691,13 +689,12 @@ pub async fn file(
     if manifest.output.iter().any(|f| f.name == name) {
         caller.require(&entry.rtype, Interaction::Read)?;
     }
-    let path = state
-        .exporter
-        .files()
-        .path(&job_id, &name)
+    let files = state.exporter.files();
+    let len = files
+        .len(&job_id, &name)
+        .await
+        .map_err(|e| file_error(e, &missing))?
         .ok_or_else(missing)?;
-    let mut file = std::fs::File::open(&path).map_err(|_| missing())?;
-    let len = file.metadata().map_err(|_| missing())?.len();
 
     let range = headers
         .get(header::RANGE)
@@ -731,12 +728,16 @@ pub async fn file(
             return Ok(resp);
         }
     };
-    file.seek(SeekFrom::Start(start)).map_err(|_| missing())?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-    tokio::task::spawn_blocking(move || pump_file(file, end - start, gzip, tx));
-    let mut resp = Response::new(Body::from_stream(
-        tokio_stream::wrappers::ReceiverStream::new(rx),
-    ));
+    let bytes = files
+        .read(&job_id, &name, start, end)
+        .await
+        .map_err(|e| file_error(e, &missing))?
+        .ok_or_else(missing)?;
+    let mut resp = if gzip {
+        Response::new(Body::from_stream(gzipped(bytes)))
+    } else {
+        Response::new(Body::from_stream(bytes))
+    };
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(
@@ -778,60 +779,75 @@ fn parse_range(header: &str, len: u64) -> Option<(u64, u64)> {
     (start < end && start < len).then_some((start, end))
 }
 
-/// Reads `remaining` bytes of `file` into the response, gzip-compressed (fastest level: the
-/// network, not the ratio, is what a download waits on) when asked.
-fn pump_file(
-    mut file: std::fs::File,
-    mut remaining: u64,
-    gzip: bool,
-    tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
-) {
-    const READ: usize = 1 << 20;
-    let mut encoder = gzip.then(|| {
-        flate2::write::GzEncoder::new(Vec::with_capacity(READ), flate2::Compression::fast())
-    });
-    let mut buf = vec![0u8; READ];
-    while remaining > 0 {
-        let want = (remaining as usize).min(READ);
-        let n = match file.read(&mut buf[..want]) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) => {
-                let _ = tx.blocking_send(Err(e));
-                return;
-            }
-        };
-        remaining -= n as u64;
-        let out = match encoder.as_mut() {
-            Some(enc) => {
-                use std::io::Write;
-                if let Err(e) = enc.write_all(&buf[..n]) {
-                    let _ = tx.blocking_send(Err(e));
+/// A file store's failure: a name it refuses is not found, anything else a 500 (logged: the
+/// client learns nothing of the storage behind).
+fn file_error(e: atr_export::ExportFileError, missing: &dyn Fn() -> ApiError) -> ApiError {
+    match e {
+        atr_export::ExportFileError::BadName(_) => missing(),
+        other => export_error(atr_export::ExportError::Files(other)),
+    }
+}
+
+/// Input gathered before each compression step: few hops to a blocking thread even when the
+/// store hands out small chunks (an object storage response).
+const GZIP_BATCH: usize = 1 << 20;
+
+/// A file's bytes gzip-compressed as they come (fastest level: the network, not the ratio, is
+/// what a download waits on), compressed on blocking threads.
+fn gzipped(
+    mut source: atr_export::ByteStream,
+) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<Bytes>> {
+    use futures::StreamExt;
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+    tokio::spawn(async move {
+        let mut encoder = Some(flate2::write::GzEncoder::new(
+            Vec::with_capacity(GZIP_BATCH),
+            flate2::Compression::fast(),
+        ));
+        let mut pending: Vec<u8> = Vec::new();
+        while let Some(mut enc) = encoder.take() {
+            let done = match source.next().await {
+                Some(Ok(chunk)) => {
+                    pending.extend_from_slice(&chunk);
+                    false
+                }
+                Some(Err(e)) => {
+                    let _ = tx.send(Err(e)).await;
                     return;
                 }
-                let produced = std::mem::take(enc.get_mut());
-                if produced.is_empty() {
-                    continue;
+                None => true,
+            };
+            if pending.len() < GZIP_BATCH && !done {
+                encoder = Some(enc);
+                continue;
+            }
+            let input = std::mem::take(&mut pending);
+            let step = tokio::task::spawn_blocking(move || {
+                use std::io::Write;
+                enc.write_all(&input)?;
+                if done {
+                    return enc.finish().map(|out| (None, out));
                 }
-                Bytes::from(produced)
+                let out = std::mem::take(enc.get_mut());
+                Ok((Some(enc), out))
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            match step {
+                Ok((next, out)) => {
+                    if !out.is_empty() && tx.send(Ok(Bytes::from(out))).await.is_err() {
+                        return;
+                    }
+                    encoder = next;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
             }
-            None => Bytes::copy_from_slice(&buf[..n]),
-        };
-        if tx.blocking_send(Ok(out)).is_err() {
-            return;
         }
-    }
-    if let Some(enc) = encoder {
-        match enc.finish() {
-            Ok(rest) if !rest.is_empty() => {
-                let _ = tx.blocking_send(Ok(Bytes::from(rest)));
-            }
-            Ok(_) => {}
-            Err(e) => {
-                let _ = tx.blocking_send(Err(e));
-            }
-        }
-    }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
 #[cfg(test)]
