@@ -21,6 +21,8 @@ pub struct TestApp {
     pub dialect: &'static str,
     /// Where this app's export jobs write their files.
     pub export_dir: std::path::PathBuf,
+    /// Trust anchors of an HTTPS server (its self-signed certificate); empty for plain HTTP.
+    pub tls_roots: Vec<reqwest::Certificate>,
     _dir: tempfile::TempDir,
 }
 
@@ -48,12 +50,38 @@ async fn spawn(
     dir: tempfile::TempDir,
     edit: fn(&mut ServerConfig),
 ) -> TestApp {
+    spawn_configured(store, dir, edit, None).await
+}
+
+/// One app on SQLite serving HTTPS with `tls`; its clients trust `root` (and nothing else).
+pub async fn spawn_sqlite_tls(
+    tls: atr_server::tls::TlsSettings,
+    root: reqwest::Certificate,
+) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite = SqlStore::open_sqlite(&dir.path().join("atr.db"))
+        .await
+        .expect("sqlite");
+    spawn_configured(Arc::new(sqlite), dir, |_| {}, Some((tls, root))).await
+}
+
+async fn spawn_configured(
+    store: Arc<dyn Store>,
+    dir: tempfile::TempDir,
+    edit: fn(&mut ServerConfig),
+    tls: Option<(atr_server::tls::TlsSettings, reqwest::Certificate)>,
+) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let export_dir = dir.path().join("exports");
     let mut config = test_config(&export_dir);
     edit(&mut config);
+    let mut tls_roots = Vec::new();
+    if let Some((settings, root)) = tls {
+        config.tls = Some(settings);
+        tls_roots.push(root);
+    }
     let state = atr_server::state_for(&listener, store.clone(), &config)
         .await
         .expect("state");
@@ -69,8 +97,10 @@ async fn spawn(
         store,
         dialect,
         export_dir,
+        tls_roots,
         _dir: dir,
     };
+    app.anon = app.http().build().expect("client");
     let admin = app
         .register(
             "test-admin",
@@ -233,10 +263,20 @@ impl TestApp {
             reqwest::header::AUTHORIZATION,
             format!("Bearer {token}").parse().expect("header"),
         );
-        reqwest::Client::builder()
+        self.http()
             .default_headers(headers)
             .build()
             .expect("client")
+    }
+
+    /// A client builder trusting this app's certificate when it serves HTTPS.
+    pub fn http(&self) -> reqwest::ClientBuilder {
+        let builder = reqwest::Client::builder();
+        if self.tls_roots.is_empty() {
+            builder
+        } else {
+            builder.tls_certs_only(self.tls_roots.clone())
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
