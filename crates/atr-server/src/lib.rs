@@ -15,6 +15,7 @@ mod render;
 mod routes;
 pub mod search_params;
 pub mod state;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -35,7 +36,8 @@ pub use state::AppState;
 /// Server settings beyond the store.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Public FHIR base URL; `None` derives `http://ADDR/fhir` from the listening address.
+    /// Public FHIR base URL; `None` derives `http://ADDR/fhir` (`https` with [`ServerConfig::tls`])
+    /// from the listening address.
     pub base_url: Option<String>,
     /// Request size limits (body, query parameters).
     pub limits: limits::Limits,
@@ -44,6 +46,8 @@ pub struct ServerConfig {
     pub auth: AuthConfig,
     pub export: atr_export::ExportConfig,
     pub notify: atr_notify::NotifyConfig,
+    /// Serve HTTPS with this certificate; `None` (the default) serves plain HTTP.
+    pub tls: Option<tls::TlsSettings>,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +59,7 @@ impl Default for ServerConfig {
             auth: AuthConfig::default(),
             export: atr_export::ExportConfig::new("atr-data/exports".into()),
             notify: atr_notify::NotifyConfig::default(),
+            tls: None,
         }
     }
 }
@@ -129,14 +134,20 @@ pub async fn serve(
     tracing::info!(base = %state.base_url, dialect = state.store.dialect(), "serving FHIR");
     let router = app(state, &config);
     // The peer's address keys the rate limit of requests without a token.
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .await
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    match &config.tls {
+        None => axum::serve(listener, service).await,
+        Some(tls) => {
+            use axum::serve::ListenerExt;
+            // `tap_io` is what gives a custom listener axum's `SocketAddr` connect info.
+            let listener = tls::TlsListener::new(listener, tls)?.tap_io(|_| {});
+            axum::serve(listener, service).await
+        }
+    }
 }
 
-/// The state for a listener: the base URL is the configured one or the bound address.
+/// The state for a listener: the base URL is the configured one or the bound address (`https`
+/// when the server has a certificate).
 pub async fn state_for(
     listener: &TcpListener,
     store: Arc<dyn Store>,
@@ -144,7 +155,14 @@ pub async fn state_for(
 ) -> std::io::Result<AppState> {
     let base_url = match &config.base_url {
         Some(b) => b.trim_end_matches('/').to_string(),
-        None => format!("http://{}/fhir", listener.local_addr()?),
+        None => {
+            let scheme = if config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{}/fhir", listener.local_addr()?)
+        }
     };
     let token_url = token_url_for(&base_url);
     let auth = auth::Authority::new(store.clone(), token_url, config.auth.clone())

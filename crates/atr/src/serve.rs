@@ -23,6 +23,12 @@ pub struct ServeArgs {
     /// Seed a small realistic data set on first start (when the database holds no Group).
     #[arg(long)]
     demo: bool,
+    /// Serve HTTPS with this PEM certificate chain (server certificate first); needs --tls-key.
+    #[arg(long, env = "ATR_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, env = "ATR_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     #[command(flatten)]
     export: ExportArgs,
     #[command(flatten)]
@@ -237,6 +243,11 @@ pub async fn open_store(args: &StoreArgs) -> Result<atr_store::SqlStore> {
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {
+    // A bad certificate is found before anything else is touched.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(atr_server::tls::TlsSettings::from_pem_files(cert, key)?),
+        _ => None,
+    };
     let store = open_store(&args.store).await?;
     if args.demo {
         seed_demo(&store, &args.store).await?;
@@ -250,6 +261,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         notify: args.notify.config(),
         limits: args.limits.limits(),
         rate_limit: args.limits.rate_limit(),
+        tls,
         ..Default::default()
     };
     let state = atr_server::state_for(&listener, Arc::new(store.clone()), &config)

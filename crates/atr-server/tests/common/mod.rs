@@ -21,6 +21,8 @@ pub struct TestApp {
     pub dialect: &'static str,
     /// Where this app's export jobs write their files.
     pub export_dir: std::path::PathBuf,
+    /// Trust anchors of an HTTPS server (its self-signed certificate); empty for plain HTTP.
+    pub tls_roots: Vec<reqwest::Certificate>,
     _dir: tempfile::TempDir,
 }
 
@@ -49,20 +51,39 @@ async fn spawn(
     edit: fn(&mut ServerConfig),
 ) -> TestApp {
     let export_dir = dir.path().join("exports");
-    spawn_exporting_to(store, dir, export_dir, edit).await
+    spawn_configured(store, dir, export_dir, edit, None).await
 }
 
-async fn spawn_exporting_to(
+/// One app on SQLite serving HTTPS with `tls`; its clients trust `root` (and nothing else).
+pub async fn spawn_sqlite_tls(
+    tls: atr_server::tls::TlsSettings,
+    root: reqwest::Certificate,
+) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite = SqlStore::open_sqlite(&dir.path().join("atr.db"))
+        .await
+        .expect("sqlite");
+    let export_dir = dir.path().join("exports");
+    spawn_configured(Arc::new(sqlite), dir, export_dir, |_| {}, Some((tls, root))).await
+}
+
+async fn spawn_configured(
     store: Arc<dyn Store>,
     dir: tempfile::TempDir,
     export_dir: std::path::PathBuf,
     edit: fn(&mut ServerConfig),
+    tls: Option<(atr_server::tls::TlsSettings, reqwest::Certificate)>,
 ) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let mut config = test_config(&export_dir);
     edit(&mut config);
+    let mut tls_roots = Vec::new();
+    if let Some((settings, root)) = tls {
+        config.tls = Some(settings);
+        tls_roots.push(root);
+    }
     let state = atr_server::state_for(&listener, store.clone(), &config)
         .await
         .expect("state");
@@ -78,8 +99,10 @@ async fn spawn_exporting_to(
         store,
         dialect,
         export_dir,
+        tls_roots,
         _dir: dir,
     };
+    app.anon = app.http().build().expect("client");
     let admin = app
         .register(
             "test-admin",
@@ -147,7 +170,14 @@ pub async fn spawn_sqlite_exporting_to(export_dir: &std::path::Path) -> TestApp 
     let sqlite = SqlStore::open_sqlite(&dir.path().join("atr.db"))
         .await
         .expect("sqlite");
-    spawn_exporting_to(Arc::new(sqlite), dir, export_dir.to_path_buf(), |_| {}).await
+    spawn_configured(
+        Arc::new(sqlite),
+        dir,
+        export_dir.to_path_buf(),
+        |_| {},
+        None,
+    )
+    .await
 }
 
 /// One app on SQLite only, with server settings edited by `edit`: for behaviour the store
@@ -266,10 +296,20 @@ impl TestApp {
             reqwest::header::AUTHORIZATION,
             format!("Bearer {token}").parse().expect("header"),
         );
-        reqwest::Client::builder()
+        self.http()
             .default_headers(headers)
             .build()
             .expect("client")
+    }
+
+    /// A client builder trusting this app's certificate when it serves HTTPS.
+    pub fn http(&self) -> reqwest::ClientBuilder {
+        let builder = reqwest::Client::builder();
+        if self.tls_roots.is_empty() {
+            builder
+        } else {
+            builder.tls_certs_only(self.tls_roots.clone())
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
