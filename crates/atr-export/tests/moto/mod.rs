@@ -147,3 +147,17 @@ impl Moto {
         assert!(r.status().is_success(), "PutObject: {}", r.status());
     }
 }
+
+impl Moto {
+    /// Deletes an object straight through the S3 API.
+    pub async fn delete(&self, bucket: &str, key: &str) {
+        let b = self.bucket(bucket);
+        let creds = credentials();
+        let r = reqwest::Client::new()
+            .delete(rusty_s3::actions::DeleteObject::new(&b, Some(&creds), key).sign(SIGNED_FOR))
+            .send()
+            .await
+            .expect("DeleteObject");
+        assert!(r.status().is_success(), "DeleteObject: {}", r.status());
+    }
+}

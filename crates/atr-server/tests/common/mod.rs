@@ -48,7 +48,7 @@ pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jw
 async fn spawn(
     store: Arc<dyn Store>,
     dir: tempfile::TempDir,
-    edit: fn(&mut ServerConfig),
+    edit: &dyn Fn(&mut ServerConfig),
 ) -> TestApp {
     let export_dir = dir.path().join("exports");
     spawn_configured(store, dir, export_dir, edit, None).await
@@ -64,14 +64,21 @@ pub async fn spawn_sqlite_tls(
         .await
         .expect("sqlite");
     let export_dir = dir.path().join("exports");
-    spawn_configured(Arc::new(sqlite), dir, export_dir, |_| {}, Some((tls, root))).await
+    spawn_configured(
+        Arc::new(sqlite),
+        dir,
+        export_dir,
+        &|_| {},
+        Some((tls, root)),
+    )
+    .await
 }
 
 async fn spawn_configured(
     store: Arc<dyn Store>,
     dir: tempfile::TempDir,
     export_dir: std::path::PathBuf,
-    edit: fn(&mut ServerConfig),
+    edit: &dyn Fn(&mut ServerConfig),
     tls: Option<(atr_server::tls::TlsSettings, reqwest::Certificate)>,
 ) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -131,17 +138,17 @@ pub async fn spawn_apps() -> Vec<TestApp> {
 }
 
 /// As [`spawn_apps`], with server settings edited by `edit`.
-pub async fn spawn_apps_with(edit: fn(&mut ServerConfig)) -> Vec<TestApp> {
+pub async fn spawn_apps_with(edit: impl Fn(&mut ServerConfig)) -> Vec<TestApp> {
     let dir = tempfile::tempdir().expect("temp dir");
     let sqlite = SqlStore::open_sqlite(&dir.path().join("atr.db"))
         .await
         .expect("sqlite");
-    let mut apps = vec![spawn(Arc::new(sqlite), dir, edit).await];
+    let mut apps = vec![spawn(Arc::new(sqlite), dir, &edit).await];
     drop_stale_test_schemas().await;
     let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
     match SqlStore::open_postgres(PG_URL, Some(&schema)).await {
         Ok(pg) => {
-            apps.push(spawn(Arc::new(pg), tempfile::tempdir().expect("temp dir"), edit).await)
+            apps.push(spawn(Arc::new(pg), tempfile::tempdir().expect("temp dir"), &edit).await)
         }
         Err(e) if std::env::var_os("CI").is_some() => panic!("PostgreSQL is required in CI: {e}"),
         Err(e) => eprintln!("skipping PostgreSQL: {PG_URL} unavailable ({e})"),
@@ -155,7 +162,14 @@ pub async fn spawn_postgres_at(url: &str) -> Option<TestApp> {
     drop_stale_test_schemas().await;
     let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
     match SqlStore::open_postgres(url, Some(&schema)).await {
-        Ok(pg) => Some(spawn(Arc::new(pg), tempfile::tempdir().expect("temp dir"), |_| {}).await),
+        Ok(pg) => Some(
+            spawn(
+                Arc::new(pg),
+                tempfile::tempdir().expect("temp dir"),
+                &|_| {},
+            )
+            .await,
+        ),
         Err(e) if std::env::var_os("CI").is_some() => panic!("PostgreSQL is required in CI: {e}"),
         Err(e) => {
             eprintln!("skipping PostgreSQL: {url} unavailable ({e})");
@@ -174,7 +188,7 @@ pub async fn spawn_sqlite_exporting_to(export_dir: &std::path::Path) -> TestApp 
         Arc::new(sqlite),
         dir,
         export_dir.to_path_buf(),
-        |_| {},
+        &|_| {},
         None,
     )
     .await
@@ -182,12 +196,12 @@ pub async fn spawn_sqlite_exporting_to(export_dir: &std::path::Path) -> TestApp 
 
 /// One app on SQLite only, with server settings edited by `edit`: for behaviour the store
 /// plays no part in (request limits, rate limits).
-pub async fn spawn_sqlite_with(edit: fn(&mut ServerConfig)) -> TestApp {
+pub async fn spawn_sqlite_with(edit: impl Fn(&mut ServerConfig)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let sqlite = SqlStore::open_sqlite(&dir.path().join("atr.db"))
         .await
         .expect("sqlite");
-    spawn(Arc::new(sqlite), dir, edit).await
+    spawn(Arc::new(sqlite), dir, &edit).await
 }
 
 impl TestApp {
@@ -198,7 +212,7 @@ impl TestApp {
     }
 
     /// As [`TestApp::another_instance`], with server settings edited by `edit`.
-    pub async fn another_instance_with(&self, edit: fn(&mut ServerConfig)) -> String {
+    pub async fn another_instance_with(&self, edit: impl Fn(&mut ServerConfig)) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -420,5 +434,6 @@ async fn drop_stale_test_schemas() {
         let _ = SqlStore::drop_stale_postgres_schemas(PG_URL, "t_", hour).await;
     }
 }
+pub mod exports;
 pub mod link_proxy;
 pub mod receiver;

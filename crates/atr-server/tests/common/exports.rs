@@ -1,0 +1,92 @@
+//! Bulk export steps over HTTP shared by the export tests: a Consumer's token, kick-off, polling
+//! to the manifest.
+
+use std::time::{Duration, Instant};
+
+use atr_auth::SigningAlg;
+use serde_json::Value;
+
+use super::{NPI, TestApp, npi_of};
+
+/// A Consumer acting for org-1, with a read-and-write token.
+pub async fn consumer(app: &TestApp, id: &str) -> reqwest::Client {
+    app.client_with(&consumer_token(app, id).await)
+}
+
+pub async fn consumer_token(app: &TestApp, id: &str) -> String {
+    let npi = npi_of(app, "org-1").await;
+    let c = app
+        .register(
+            id,
+            SigningAlg::Es384,
+            &[&format!("{NPI}|{npi}")],
+            &["system/*.read", "system/*.write"],
+            false,
+        )
+        .await;
+    app.token(&c, "system/*.read system/*.write")
+        .await
+        .expect("token")
+}
+
+pub async fn kick_off(
+    app: &TestApp,
+    http: &reqwest::Client,
+    path: &str,
+    prefer: &str,
+) -> (u16, Option<String>, Value) {
+    let r = http
+        .get(app.url(path))
+        .header("Accept", "application/fhir+json")
+        .header("Prefer", prefer)
+        .send()
+        .await
+        .expect("kick-off");
+    let status = r.status().as_u16();
+    let location = r
+        .headers()
+        .get("content-location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = r.json().await.unwrap_or(Value::Null);
+    (status, location, body)
+}
+
+pub async fn started(app: &TestApp, http: &reqwest::Client, path: &str) -> String {
+    let (status, location, body) = kick_off(app, http, path, "respond-async").await;
+    assert_eq!(status, 202, "{path}: {body}");
+    location.expect("Content-Location")
+}
+
+/// Polls until the manifest; checks every in-progress answer on the way.
+pub async fn manifest(http: &reqwest::Client, location: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = http
+            .get(location)
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .expect("poll");
+        match r.status().as_u16() {
+            202 => {
+                let retry = r.headers()["retry-after"].to_str().expect("ascii");
+                assert!(retry.parse::<u32>().is_ok(), "Retry-After {retry}");
+                assert!(r.headers().get("x-progress").is_some());
+                assert!(Instant::now() < deadline, "export did not finish");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            200 => {
+                assert!(
+                    r.headers()["content-type"]
+                        .to_str()
+                        .expect("ascii")
+                        .starts_with("application/json")
+                );
+                assert!(r.headers().get("expires").is_some());
+                return r.json().await.expect("manifest JSON");
+            }
+            other => panic!("status {other}: {}", r.text().await.unwrap_or_default()),
+        }
+    }
+}
