@@ -10,8 +10,8 @@ mod common;
 
 use common::Server;
 use common::bulk::{
-    Poll, download, files_on_disk, get_json, http, ids_by_type, is_running, kick_off, member_ids,
-    poll,
+    Poll, download, files_on_disk, get_json, http, ids_by_type, is_running, kick_off, manifest_of,
+    member_ids, poll,
 };
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -250,18 +250,7 @@ async fn export_survives_kill_9_of_the_server_mid_export() {
         .rsplit_once("/bulkstatus/")
         .map(|(_, j)| j.to_string())
         .expect("job id");
-    let t = Instant::now();
-    let fresh = loop {
-        assert!(
-            t.elapsed() < TIMEOUT,
-            "the uninterrupted export did not finish\n{}",
-            second.log()
-        );
-        if let Poll::Done(m) = poll(&client, &fresh_url, &token).await {
-            break m;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let fresh = manifest_of(&client, &fresh_url, &token, &second).await;
     let fresh_ids = ids_by_type(&download(&client, &fresh, &second.base, &fresh_job, &token).await);
     assert_eq!(
         ids, fresh_ids,

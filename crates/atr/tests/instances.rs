@@ -17,7 +17,9 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::bulk::{Poll, download, get_json, http, ids_by_type, kick_off, member_ids, poll};
+use common::bulk::{
+    Poll, download, get_json, http, ids_by_type, kick_off, manifest_of, member_ids, poll,
+};
 use common::{PG_URL, Server, TIMEOUT};
 use receiver::{Receiver, accepted_events};
 use serde_json::json;
@@ -58,6 +60,19 @@ fn job_row(schema: &str, job: &str) -> (String, Option<u32>) {
     (status.to_string(), pid)
 }
 
+/// A synthetic set loaded into a schema of its own on the test PostgreSQL, with the admin client;
+/// the schema's name goes with it, to be dropped at the end.
+fn pg_dataset(
+    dir: &std::path::Path,
+    synth: &[&str],
+    scope: Option<&str>,
+) -> (String, common::Dataset) {
+    let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
+    let store = ["--database", PG_URL, "--schema", schema.as_str()];
+    let dataset = common::admin_dataset_on(dir, &store, synth, CLIENT_ID, scope, TIMEOUT);
+    (schema, dataset)
+}
+
 #[tokio::test]
 async fn an_export_outlives_kill_9_of_its_instance_and_finishes_on_another() {
     if !common::postgres_available(
@@ -67,15 +82,8 @@ async fn an_export_outlives_kill_9_of_its_instance_and_finishes_on_another() {
     }
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path();
-    let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
-    let store = ["--database", PG_URL, "--schema", schema.as_str()];
-    let common::Dataset {
-        data_dir: shared,
-        private_jwks,
-        ..
-    } = common::admin_dataset_on(
+    let (schema, dataset) = pg_dataset(
         dir,
-        &store,
         &[
             "--members",
             "14000",
@@ -84,10 +92,14 @@ async fn an_export_outlives_kill_9_of_its_instance_and_finishes_on_another() {
             "--largest-list-share",
             "0.9",
         ],
-        CLIENT_ID,
         None,
-        TIMEOUT,
     );
+    let store = ["--database", PG_URL, "--schema", schema.as_str()];
+    let common::Dataset {
+        data_dir: shared,
+        private_jwks,
+        ..
+    } = dataset;
 
     // A takes requests only; B and C run export jobs.
     let front = start_instance(&store, &shared, "0");
@@ -132,17 +144,7 @@ async fn an_export_outlives_kill_9_of_its_instance_and_finishes_on_another() {
 
     // Polled through the survivor (the job was kicked off elsewhere), finished by it.
     let status_on_survivor = format!("{}/bulkstatus/{job}", survivor.base);
-    let manifest = loop {
-        assert!(
-            killed.elapsed() < TIMEOUT,
-            "the surviving instance did not finish the job\n{}",
-            survivor.log()
-        );
-        if let Poll::Done(m) = poll(&client, &status_on_survivor, &token).await {
-            break m;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let manifest = manifest_of(&client, &status_on_survivor, &token, &survivor).await;
     eprintln!(
         "the surviving instance finished the job {:?} after the kill",
         killed.elapsed()
@@ -176,27 +178,6 @@ async fn an_export_outlives_kill_9_of_its_instance_and_finishes_on_another() {
 
 const BACKPORT: &str = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/";
 
-async fn send(
-    client: &reqwest::Client,
-    method: reqwest::Method,
-    url: &str,
-    token: &str,
-    body: Option<serde_json::Value>,
-) -> (u16, serde_json::Value) {
-    let mut req = client
-        .request(method, url)
-        .bearer_auth(token)
-        .header("Accept", "application/fhir+json");
-    if let Some(b) = body {
-        req = req
-            .header("Content-Type", "application/fhir+json")
-            .body(b.to_string());
-    }
-    let resp = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
-}
-
 #[tokio::test]
 async fn changes_through_two_instances_are_each_notified_once_in_order() {
     if !common::postgres_available("changes_through_two_instances_are_each_notified_once_in_order")
@@ -205,20 +186,17 @@ async fn changes_through_two_instances_are_each_notified_once_in_order() {
     }
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path();
-    let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
+    let (schema, dataset) = pg_dataset(
+        dir,
+        &["--members", "200", "--lists", "2"],
+        Some("system/*.cruds"),
+    );
     let store = ["--database", PG_URL, "--schema", schema.as_str()];
     let common::Dataset {
         data_dir: shared,
         private_jwks,
         ..
-    } = common::admin_dataset_on(
-        dir,
-        &store,
-        &["--members", "200", "--lists", "2"],
-        CLIENT_ID,
-        Some("system/*.cruds"),
-        TIMEOUT,
-    );
+    } = dataset;
     let data = shared.to_str().expect("utf-8 path");
     let mut status_open = vec!["roster"];
     status_open.extend_from_slice(&store);
@@ -254,7 +232,7 @@ async fn changes_through_two_instances_are_each_notified_once_in_order() {
                                          "valueCode": "id-only"}]},
         },
     });
-    let (status, made) = send(
+    let (status, made) = common::call(
         &client,
         reqwest::Method::POST,
         &format!("{}/Subscription", instances[0].base),
@@ -288,7 +266,7 @@ async fn changes_through_two_instances_are_each_notified_once_in_order() {
         let base = &instances[i % 2].base;
         let body = json!({"resourceType": "Parameters", "parameter": [
             {"name": "patientReference", "valueReference": {"reference": patient}}]});
-        let (status, out) = send(
+        let (status, out) = common::call(
             &client,
             reqwest::Method::POST,
             &format!("{base}/Group/list-2/$member-remove"),

@@ -41,27 +41,6 @@ fn admin_token(server: &Server, dir: &Path, private_jwks: &Value) -> String {
     common::access_token(server, dir, CLIENT_ID, private_jwks, Some("system/*.cruds"))
 }
 
-async fn call(
-    client: &reqwest::Client,
-    method: reqwest::Method,
-    url: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut r = client
-        .request(method, url)
-        .bearer_auth(token)
-        .header("Accept", "application/fhir+json");
-    if let Some(b) = body {
-        r = r
-            .header("Content-Type", "application/fhir+json")
-            .body(b.to_string());
-    }
-    let resp = r.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test]
 async fn events_pending_when_the_server_is_killed_are_delivered_after_restart() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -102,7 +81,7 @@ async fn events_pending_when_the_server_is_killed_are_delivered_after_restart() 
         },
     });
     let url = format!("{}/Subscription", first.base);
-    let (status, made) = call(
+    let (status, made) = common::call(
         &client,
         reqwest::Method::POST,
         &url,
@@ -117,7 +96,7 @@ async fn events_pending_when_the_server_is_killed_are_delivered_after_restart() 
 
     // The endpoint goes down; three changes of list-3 wait in the outbox.
     receiver.answer(503);
-    let (_, group) = call(
+    let (_, group) = common::call(
         &client,
         reqwest::Method::GET,
         &format!("{}/Group/list-3", first.base),
@@ -132,7 +111,7 @@ async fn events_pending_when_the_server_is_killed_are_delivered_after_restart() 
     let by_patient = json!({"resourceType": "Parameters", "parameter": [
         {"name": "patientReference", "valueReference": {"reference": patient}}]});
     for op in ["$member-remove", "$confirm-attribution-list"] {
-        let (status, body) = call(
+        let (status, body) = common::call(
             &client,
             reqwest::Method::POST,
             &format!("{}/Group/list-3/{op}", first.base),

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::TIMEOUT;
+use super::{Server, TIMEOUT};
 
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
@@ -202,4 +202,25 @@ pub fn member_ids(group: &Value) -> (BTreeSet<String>, BTreeSet<String>) {
         .map(str::to_string)
         .collect();
     (patients, coverages)
+}
+
+/// Polls `url` until the manifest, failing with `server`'s log after `TIMEOUT`.
+pub async fn manifest_of(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    server: &Server,
+) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < TIMEOUT,
+            "the export at {url} did not finish in {TIMEOUT:?}\n{}",
+            server.log()
+        );
+        if let Poll::Done(m) = poll(client, url, token).await {
+            return m;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

@@ -193,6 +193,28 @@ pub fn access_token(
     out.stdout.trim().to_string()
 }
 
+/// One FHIR request with a bearer token (and a JSON body when given): status and JSON answer.
+pub async fn call(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut r = client
+        .request(method, url)
+        .bearer_auth(token)
+        .header("Accept", "application/fhir+json");
+    if let Some(b) = body {
+        r = r
+            .header("Content-Type", "application/fhir+json")
+            .body(b.to_string());
+    }
+    let resp = r.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
 /// A synthetic data set loaded into a data directory, with an admin client that sees every Group.
 pub struct Dataset {
     pub data_dir: std::path::PathBuf,
