@@ -5,6 +5,7 @@
 //! write the answer. Every failure is an [`error::ApiError`], answered as an `OperationOutcome`.
 //! This crate knows no SQL; it knows HTTP, FHIR's REST rules and the ATR IG's conventions.
 
+pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod ingest;
@@ -122,7 +123,13 @@ pub fn app(state: AppState, config: &ServerConfig) -> Router {
         )),
         None => app,
     };
-    app.layer(TraceLayer::new_for_http())
+    // The request span names the method and path only: query strings carry member identifiers
+    // (`Patient?identifier=…`) and the default span would log the whole URI.
+    app.layer(
+        TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<axum::body::Body>| {
+            tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+        }),
+    )
 }
 
 /// Serves until the process ends, with the state [`state_for`] made for this listener.

@@ -90,9 +90,9 @@ async fn metadata_describes_the_server() {
             "http://hl7.org/fhir/us/davinci-atr/CapabilityStatement/atr-producer"
         );
         let resources = cs["rest"][0]["resource"].as_array().expect("resources");
-        // The eight ATR types, Provenance (X-Provenance of reconciliation changes) and
-        // Subscription (atr-list-change).
-        assert_eq!(resources.len(), 10);
+        // The eight ATR types, Provenance (X-Provenance of reconciliation changes),
+        // Subscription (atr-list-change) and AuditEvent (the access audit log).
+        assert_eq!(resources.len(), 11);
         assert!(resources.iter().any(|r| r["type"] == "Provenance"));
         assert!(resources.iter().any(|r| r["type"] == "Subscription"));
         let group = resources

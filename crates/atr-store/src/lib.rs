@@ -30,10 +30,10 @@ pub use sql::ExportStream;
 pub use sql::SqlStore;
 pub use sql::is_provider_type;
 pub use types::{
-    ClientRecord, DeliveryResult, ExportAdmission, ExportItem, ExportJob, ExportLimits, ExportPlan,
-    ExportScope, ExportStatus, MemberChange, MemberChangeOutcome, Prestamped, ResourceWrite,
-    StoredResource, SubscriptionEvent, SubscriptionRecord, SubscriptionWrite, TokenKey,
-    VersionInfo, WriteMode, WriteOutcome,
+    AuditQuery, AuditRecord, ClientRecord, DeliveryResult, ExportAdmission, ExportItem, ExportJob,
+    ExportLimits, ExportPlan, ExportScope, ExportStatus, MemberChange, MemberChangeOutcome,
+    Prestamped, ResourceWrite, StoredResource, SubscriptionEvent, SubscriptionRecord,
+    SubscriptionWrite, TokenKey, VersionInfo, WriteMode, WriteOutcome,
 };
 
 /// Chunks of a Group's `member` array elements, comma-separated, without the brackets.
@@ -305,4 +305,94 @@ pub trait Store: Send + Sync + 'static {
         result: &DeliveryResult,
         now: i64,
     ) -> Result<bool, StoreError>;
+
+    /// Appends one entry to the access audit log (reads, refusals, and changes that made none).
+    async fn record_audit(&self, event: &AuditRecord) -> Result<(), StoreError>;
+
+    /// Audit entries matching `query`, newest first, at most `query.limit`.
+    async fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
+
+    async fn audit_event(&self, id: &str) -> Result<Option<AuditRecord>, StoreError>;
+
+    /// [`Store::change_members_with_provenance`] and its audit entry: in the change's transaction
+    /// when something changed, else right after (nothing was written to share it with).
+    async fn change_members_audited(
+        &self,
+        group_id: &str,
+        change: MemberChange,
+        expected_version: Option<i64>,
+        provenance: Option<serde_json::Value>,
+        audit: &AuditRecord,
+    ) -> Result<MemberChangeOutcome, StoreError> {
+        let out = self
+            .change_members_with_provenance(group_id, change, expected_version, provenance)
+            .await?;
+        self.record_audit(audit).await?;
+        Ok(out)
+    }
+
+    /// [`Store::write`] and its audit entry, committed together.
+    async fn write_audited(
+        &self,
+        write: ResourceWrite,
+        audit: &AuditRecord,
+    ) -> Result<WriteOutcome, StoreError> {
+        let out = self.write(write).await?;
+        self.record_audit(audit).await?;
+        Ok(out)
+    }
+
+    /// [`Store::delete`] and its audit entry, committed together (on its own when there was
+    /// nothing to delete).
+    async fn delete_audited(
+        &self,
+        rtype: ResourceType,
+        id: &str,
+        audit: &AuditRecord,
+    ) -> Result<Option<VersionInfo>, StoreError> {
+        let out = self.delete(rtype, id).await?;
+        self.record_audit(audit).await?;
+        Ok(out)
+    }
+
+    /// [`Store::create_subscription`] and its audit entry, committed together.
+    async fn create_subscription_audited(
+        &self,
+        write: &SubscriptionWrite,
+        now: i64,
+        audit: &AuditRecord,
+    ) -> Result<SubscriptionRecord, StoreError> {
+        let out = self.create_subscription(write, now).await?;
+        self.record_audit(audit).await?;
+        Ok(out)
+    }
+
+    /// [`Store::update_subscription`] and its audit entry (when there was a Subscription to
+    /// update), committed together.
+    async fn update_subscription_audited(
+        &self,
+        write: &SubscriptionWrite,
+        expected_version: Option<i64>,
+        now: i64,
+        audit: &AuditRecord,
+    ) -> Result<Option<SubscriptionRecord>, StoreError> {
+        let out = self
+            .update_subscription(write, expected_version, now)
+            .await?;
+        if out.is_some() {
+            self.record_audit(audit).await?;
+        }
+        Ok(out)
+    }
+
+    /// [`Store::delete_subscription`] and its audit entry, committed together.
+    async fn delete_subscription_audited(
+        &self,
+        id: &str,
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError> {
+        let out = self.delete_subscription(id).await?;
+        self.record_audit(audit).await?;
+        Ok(out)
+    }
 }

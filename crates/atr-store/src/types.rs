@@ -364,3 +364,39 @@ pub enum DeliveryResult {
         error_after: i64,
     },
 }
+
+/// One entry of the access audit log: which client pulled, changed or subscribed to what, when,
+/// and the HTTP status it was answered. Never any resource content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// A UUID v7 (time-ordered).
+    pub id: String,
+    /// Microseconds since the epoch.
+    pub recorded: i64,
+    pub client_id: String,
+    /// `C`, `R`, `U`, `D` or `E` (FHIR's AuditEvent action codes).
+    pub action: String,
+    /// The interaction or operation: `create`, `update`, `delete`, `$member-remove`, `bulk-file`, …
+    pub subtype: String,
+    /// `Type/id` of what the interaction was about (the Group for list operations), when known.
+    pub entity: Option<String>,
+    /// What else identifies the access (an export job, a file name).
+    pub detail: Option<String>,
+    /// The HTTP status answered.
+    pub status: i64,
+}
+
+/// A page of the audit log, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Recorded at or after (µs).
+    pub since: Option<i64>,
+    /// Recorded at or before (µs).
+    pub until: Option<i64>,
+    pub client_id: Option<String>,
+    /// `Type/id`.
+    pub entity: Option<String>,
+    /// Keyset paging: only entries older than this `(recorded, id)`.
+    pub before: Option<(i64, String)>,
+    pub limit: u32,
+}

@@ -1,6 +1,7 @@
 //! `atr`: the Producer (`serve`) and its data tools (`synth`, `load`, `bench`), and the Consumer
 //! (`lists`, `member`).
 
+mod audit;
 mod bench;
 mod bench_notify;
 mod clients;
@@ -68,6 +69,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Measure Subscription delivery: many Subscriptions on one Group, one change, then a burst.
     BenchNotify(bench_notify::BenchNotifyArgs),
+    /// The access audit log (who exported, changed or subscribed to which list), newest first.
+    Audit(audit::AuditArgs),
     /// Manage the SMART Backend Services clients registered with this Producer.
     Clients(clients::ClientsArgs),
     /// Make a key pair for a Consumer (private and public JWK sets).
@@ -126,6 +129,7 @@ async fn main() {
         Command::Bench(args) => bench::run(args).await,
         Command::BenchNotify(args) => bench_notify::run(args).await,
         Command::Clients(args) => clients::run(args).await,
+        Command::Audit(args) => audit::run(args).await,
         Command::Keygen(args) => clients::keygen(args),
         Command::Token(args) => token::run(args).await,
         Command::Roster(args) => roster::run(args).await,

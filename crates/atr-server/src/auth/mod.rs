@@ -93,7 +93,7 @@ fn interaction_name(i: Interaction) -> &'static str {
 /// The resource types scopes may name (those this server serves).
 pub fn supported_types() -> Vec<&'static str> {
     let mut types: Vec<&'static str> = ResourceType::ALL.iter().map(|t| t.as_str()).collect();
-    types.extend(["Provenance", "Subscription"]);
+    types.extend(["Provenance", "Subscription", "AuditEvent"]);
     types
 }
 

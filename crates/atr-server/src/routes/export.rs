@@ -20,6 +20,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::prefers;
+use crate::audit::{self, AuditAction, AuditDraft};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -561,15 +562,34 @@ async fn callers_job(state: &AppState, caller: &Caller, id: &str) -> ApiResult<E
 }
 
 /// `GET [base]/bulkstatus/{id}`: 202 while running, the manifest when done, 500 when failed.
+/// Audited when it answers anything but 202 (polls while running are not worth a row each).
 pub async fn status(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let job = callers_job(&state, &caller, &id).await?;
+    let mut draft = AuditDraft::new(&caller, AuditAction::Read, "bulk-status", None)
+        .with_detail(format!("export job {id}"));
+    let result = job_status(&state, &caller, &id, &mut draft).await;
+    if !matches!(&result, Ok(r) if r.status() == StatusCode::ACCEPTED) {
+        audit::record_outcome(&state, &draft, &result).await;
+    }
+    result
+}
+
+async fn job_status(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    draft: &mut AuditDraft,
+) -> ApiResult<Response> {
+    let job = callers_job(state, caller, id).await?;
+    *draft = draft
+        .clone()
+        .with_entity(Some(format!("Group/{}", job.group_id)));
     let young = now_micros() - job.created_at < MIN_JOB_AGE_MICROS;
     match job.status {
-        ExportStatus::Completed if !young => Ok(manifest_response(&state, &job)),
+        ExportStatus::Completed if !young => Ok(manifest_response(state, &job)),
         ExportStatus::Failed if !young => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "exception",
@@ -645,8 +665,24 @@ pub async fn cancel(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    callers_job(&state, &caller, &id).await?;
-    if !state.exporter.cancel(&id).await.map_err(export_error)? {
+    let mut draft = AuditDraft::new(&caller, AuditAction::Delete, "bulk-cancel", None)
+        .with_detail(format!("export job {id}"));
+    let result = cancel_job(&state, &caller, &id, &mut draft).await;
+    audit::record_outcome(&state, &draft, &result).await;
+    result
+}
+
+async fn cancel_job(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    draft: &mut AuditDraft,
+) -> ApiResult<Response> {
+    let job = callers_job(state, caller, id).await?;
+    *draft = draft
+        .clone()
+        .with_entity(Some(format!("Group/{}", job.group_id)));
+    if !state.exporter.cancel(id).await.map_err(export_error)? {
         return Err(ApiError::not_found(format!("no export job {id}")));
     }
     let outcome = atr_model::operation_outcome(&[atr_model::Issue::information(format!(
@@ -657,21 +693,42 @@ pub async fn cancel(
 
 /// `GET [base]/bulkfiles/{job}/{name}`: one NDJSON file of the caller's completed export, with
 /// `Range` for resuming and gzip when asked for (and no range is).
+/// Every answer is audited, each range request too (a resumed download is several).
 pub async fn file(
     State(state): State<AppState>,
     caller: Caller,
     Path((job_id, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    super::check_id(&job_id)?;
+    // A hostile name is cut short in the log as it is in answers.
+    let shown: String = name.chars().take(80).collect();
+    let mut draft = AuditDraft::new(&caller, AuditAction::Read, "bulk-file", None)
+        .with_detail(format!("export job {job_id} file {shown}"));
+    let result = job_file(&state, &caller, &job_id, &name, &headers, &mut draft).await;
+    audit::record_outcome(&state, &draft, &result).await;
+    result
+}
+
+async fn job_file(
+    state: &AppState,
+    caller: &Caller,
+    job_id: &str,
+    name: &str,
+    headers: &HeaderMap,
+    draft: &mut AuditDraft,
+) -> ApiResult<Response> {
+    super::check_id(job_id)?;
     let missing = || ApiError::not_found(format!("no export file {job_id}/{name:?}"));
     let job = state
         .exporter
-        .job(&job_id)
+        .job(job_id)
         .await
         .map_err(export_error)?
         .filter(|j| j.status == ExportStatus::Completed)
         .ok_or_else(missing)?;
+    *draft = draft
+        .clone()
+        .with_entity(Some(format!("Group/{}", job.group_id)));
     if job.client_id != caller.client_id {
         return Err(ApiError::unauthorized(
             None,
@@ -691,7 +748,7 @@ pub async fn file(
     }
     let files = state.exporter.files();
     let len = files
-        .len(&job_id, &name)
+        .len(job_id, name)
         .await
         .map_err(|e| file_error(e, &missing))?
         .ok_or_else(missing)?;
@@ -729,7 +786,7 @@ pub async fn file(
         }
     };
     let bytes = files
-        .read(&job_id, &name, start, end)
+        .read(job_id, name, start, end)
         .await
         .map_err(|e| file_error(e, &missing))?
         .ok_or_else(missing)?;

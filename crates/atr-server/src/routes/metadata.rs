@@ -165,6 +165,7 @@ pub async fn capability_statement(State(state): State<AppState>) -> Response {
                     "searchParam": [param("target", "reference", "Group/{id}: the Provenance of that list's changes")],
                 })))
                 .chain(std::iter::once(subscription_entry()))
+                .chain(std::iter::once(super::audit_event::capability_entry()))
                 .collect::<Vec<_>>(),
         }],
     });

@@ -1,5 +1,6 @@
 //! The FHIR REST routes and the small pieces every handler shares.
 
+mod audit_event;
 mod bundle;
 pub(crate) mod export;
 mod metadata;
@@ -30,6 +31,8 @@ pub fn fhir_routes(state: &AppState) -> Router<AppState> {
             get(export::status).delete(export::cancel),
         )
         .route("/Provenance/{id}", get(reconcile::read_provenance))
+        .route("/AuditEvent", get(audit_event::search))
+        .route("/AuditEvent/{id}", get(audit_event::read))
         .route(
             "/Subscription",
             get(subscription::search).post(subscription::create),

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use super::resource::if_match;
 use super::{fhir_json, version_headers};
+use crate::audit::{self, AuditAction, AuditDraft};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -409,6 +410,7 @@ pub async fn member_add(
     group_id: &str,
     headers: &HeaderMap,
     body: &[u8],
+    audit: &AuditDraft,
 ) -> ApiResult<Response> {
     caller.require("Group", Interaction::Update)?;
     let inputs = parse_parameters(body)?;
@@ -476,11 +478,12 @@ pub async fn member_add(
     let entry = MemberEntry::from_value(&member);
     let out = state
         .store
-        .change_members_with_provenance(
+        .change_members_audited(
             group_id,
             MemberChange::Add(entry),
             if_match(headers)?,
             x_provenance(headers)?,
+            &audit.record(StatusCode::OK),
         )
         .await?;
     let message = if out.changed {
@@ -508,6 +511,7 @@ pub async fn member_remove(
     group_id: &str,
     headers: &HeaderMap,
     body: &[u8],
+    audit: &AuditDraft,
 ) -> ApiResult<Response> {
     caller.require("Group", Interaction::Update)?;
     let inputs = parse_parameters(body)?;
@@ -546,7 +550,7 @@ pub async fn member_remove(
     };
     let out = state
         .store
-        .change_members_with_provenance(
+        .change_members_audited(
             group_id,
             MemberChange::Remove {
                 patient: patient.clone(),
@@ -555,6 +559,7 @@ pub async fn member_remove(
             },
             if_match(headers)?,
             x_provenance(headers)?,
+            &audit.record(StatusCode::OK),
         )
         .await?;
     let how = if out.status == "draft" {
@@ -581,16 +586,18 @@ pub async fn confirm(
     group_id: &str,
     headers: &HeaderMap,
     body: &[u8],
+    audit: &AuditDraft,
 ) -> ApiResult<Response> {
     caller.require("Group", Interaction::Update)?;
     parse_parameters(body)?.check("$confirm-attribution-list", &[&[]], &[], &[])?;
     let out = state
         .store
-        .change_members_with_provenance(
+        .change_members_audited(
             group_id,
             MemberChange::Confirm,
             if_match(headers)?,
             x_provenance(headers)?,
+            &audit.record(StatusCode::CREATED),
         )
         .await?;
     let message = if out.changed {
@@ -732,13 +739,21 @@ pub async fn instance_operation(
 ) -> ApiResult<Response> {
     let rtype = super::resource_type(&rtype)?;
     super::check_id(&id)?;
+    let draft = AuditDraft::new(
+        &caller,
+        AuditAction::Execute,
+        operation.as_str(),
+        Some(format!("{rtype}/{id}")),
+    );
     if rtype == ResourceType::Group
         && matches!(operation.as_str(), "$davinci-data-export" | "$export")
     {
-        return super::export::kick_off(
+        let result = super::export::kick_off(
             &state, &caller, &id, &operation, &method, &uri, &headers, &body,
         )
         .await;
+        audit::record_outcome(&state, &draft, &result).await;
+        return result;
     }
     let known = [
         "$member-add",
@@ -758,13 +773,25 @@ pub async fn instance_operation(
             format!("{operation} is invoked with POST and a Parameters body"),
         ));
     }
-    super::resource::readable(&state, &caller, rtype, &id).await?;
-    match operation.as_str() {
-        "$member-add" => member_add(&state, &caller, &id, &headers, &body).await,
-        "$member-remove" => member_remove(&state, &caller, &id, &headers, &body).await,
-        "$confirm-attribution-list" => confirm(&state, &caller, &id, &headers, &body).await,
-        _ => attribution_status(&state, &id, &body).await,
+    let result = async {
+        super::resource::readable(&state, &caller, rtype, &id).await?;
+        match operation.as_str() {
+            "$member-add" => member_add(&state, &caller, &id, &headers, &body, &draft).await,
+            "$member-remove" => member_remove(&state, &caller, &id, &headers, &body, &draft).await,
+            "$confirm-attribution-list" => {
+                confirm(&state, &caller, &id, &headers, &body, &draft).await
+            }
+            _ => attribution_status(&state, &id, &body).await,
+        }
     }
+    .await;
+    if operation == "$attribution-status" {
+        audit::record_outcome(&state, &draft, &result).await;
+    } else {
+        // A change that succeeded was recorded in its own transaction.
+        audit::record_failure(&state, &draft, &result).await;
+    }
+    result
 }
 
 /// `GET [base]/Provenance/{id}`: a Provenance a Consumer sent with a change, visible to whoever may

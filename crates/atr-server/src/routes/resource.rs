@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::bundle::BundleWriter;
 use super::{check_id, fhir_body, fhir_json, prefers, query_pairs, resource_type, version_headers};
+use crate::audit::{self, AuditAction, AuditDraft};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::ingest::{IngestError, prepare};
@@ -271,6 +272,8 @@ fn written(
     Ok(resp)
 }
 
+/// Direct writes (create, update, delete) are audited: a success in the write's own
+/// transaction, a refusal right after.
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -278,14 +281,32 @@ pub async fn create(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let rtype = resource_type(&rtype)?;
-    caller.require(rtype.as_str(), Interaction::Create)?;
-    caller.require_admin("creating resources")?;
+    let mut draft = AuditDraft::new(&caller, AuditAction::Create, "create", None);
+    let result = create_resource(&state, &caller, &rtype, &headers, &body, &mut draft).await;
+    audit::record_failure(&state, &draft, &result).await;
+    result
+}
+
+async fn create_resource(
+    state: &AppState,
+    caller: &Caller,
+    rtype: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    draft: &mut AuditDraft,
+) -> ApiResult<Response> {
+    let rtype = resource_type(rtype)?;
     // The server assigns ids on create; a client-sent id is ignored, as FHIR says.
     let id = uuid::Uuid::now_v7().to_string();
-    let write = prepare(rtype, &id, body_text(&body)?, WriteMode::Create).map_err(ingest_error)?;
-    let out = state.store.write(write).await?;
-    written(&state, rtype, &id, &headers, out)
+    *draft = draft.clone().with_entity(Some(format!("{rtype}/{id}")));
+    caller.require(rtype.as_str(), Interaction::Create)?;
+    caller.require_admin("creating resources")?;
+    let write = prepare(rtype, &id, body_text(body)?, WriteMode::Create).map_err(ingest_error)?;
+    let out = state
+        .store
+        .write_audited(write, &draft.record(StatusCode::CREATED))
+        .await?;
+    written(state, rtype, &id, headers, out)
 }
 
 pub(crate) fn if_match(headers: &HeaderMap) -> ApiResult<Option<i64>> {
@@ -308,11 +329,31 @@ pub async fn update(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let rtype = resource_type(&rtype)?;
-    check_id(&id)?;
+    let draft = AuditDraft::new(
+        &caller,
+        AuditAction::Update,
+        "update",
+        Some(format!("{rtype}/{id}")),
+    );
+    let result = update_resource(&state, &caller, &rtype, &id, &headers, &body, &draft).await;
+    audit::record_failure(&state, &draft, &result).await;
+    result
+}
+
+async fn update_resource(
+    state: &AppState,
+    caller: &Caller,
+    rtype: &str,
+    id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    draft: &AuditDraft,
+) -> ApiResult<Response> {
+    let rtype = resource_type(rtype)?;
+    check_id(id)?;
     caller.require(rtype.as_str(), Interaction::Update)?;
     caller.require_admin("updating resources")?;
-    let text = body_text(&body)?;
+    let text = body_text(body)?;
     // FHIR: the body's id must be present and match the URL.
     let body_id = crate::ingest::body_id(text);
     match body_id.as_deref() {
@@ -328,10 +369,15 @@ pub async fn update(
             ));
         }
     }
-    let mut write = prepare(rtype, &id, text, WriteMode::Upsert).map_err(ingest_error)?;
-    write.expected_version = if_match(&headers)?;
-    let out = state.store.write(write).await?;
-    written(&state, rtype, &id, &headers, out)
+    let mut write = prepare(rtype, id, text, WriteMode::Upsert).map_err(ingest_error)?;
+    write.expected_version = if_match(headers)?;
+    // Recorded as 200 even when the update creates (201): both are a success, and which one is
+    // only known inside the write.
+    let out = state
+        .store
+        .write_audited(write, &draft.record(StatusCode::OK))
+        .await?;
+    written(state, rtype, id, headers, out)
 }
 
 pub async fn delete(
@@ -339,11 +385,33 @@ pub async fn delete(
     caller: Caller,
     Path((rtype, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let rtype = resource_type(&rtype)?;
-    check_id(&id)?;
+    let draft = AuditDraft::new(
+        &caller,
+        AuditAction::Delete,
+        "delete",
+        Some(format!("{rtype}/{id}")),
+    );
+    let result = delete_resource(&state, &caller, &rtype, &id, &draft).await;
+    audit::record_failure(&state, &draft, &result).await;
+    result
+}
+
+async fn delete_resource(
+    state: &AppState,
+    caller: &Caller,
+    rtype: &str,
+    id: &str,
+    draft: &AuditDraft,
+) -> ApiResult<Response> {
+    let rtype = resource_type(rtype)?;
+    check_id(id)?;
     caller.require(rtype.as_str(), Interaction::Delete)?;
     caller.require_admin("deleting resources")?;
-    match state.store.delete(rtype, &id).await? {
+    match state
+        .store
+        .delete_audited(rtype, id, &draft.record(StatusCode::OK))
+        .await?
+    {
         Some(v) => {
             let mut resp = fhir_json(
                 StatusCode::OK,

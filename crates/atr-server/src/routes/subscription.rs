@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 
 use super::resource::if_match;
 use super::{check_id, fhir_json, query_pairs, version_headers};
+use crate::audit::{self, AuditAction, AuditDraft};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -30,18 +31,37 @@ const RTYPE: &str = "Subscription";
 /// Most events one `$events` call returns.
 pub const MAX_EVENTS_PER_QUERY: u32 = 1000;
 
+/// Create, update and delete are audited: a success in its own transaction, a refusal right
+/// after. The entry's entity is the Group the Subscription is on.
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    caller.require(RTYPE, Interaction::Create)?;
     // The server assigns ids on create; a client-sent id is ignored, as FHIR says.
     let id = uuid::Uuid::now_v7().to_string();
-    let write = accepted(&state, &caller, &id, &body).await?;
+    let mut draft = AuditDraft::new(&caller, AuditAction::Create, "create", None)
+        .with_detail(format!("Subscription/{id}"));
+    let result = create_subscription(&state, &caller, &id, &body, &mut draft).await;
+    audit::record_failure(&state, &draft, &result).await;
+    result
+}
+
+async fn create_subscription(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    body: &[u8],
+    draft: &mut AuditDraft,
+) -> ApiResult<Response> {
+    caller.require(RTYPE, Interaction::Create)?;
+    let write = accepted(state, caller, id, body).await?;
+    *draft = draft
+        .clone()
+        .with_entity(Some(format!("Group/{}", write.group_id)));
     let record = state
         .store
-        .create_subscription(&write, now_micros())
+        .create_subscription_audited(&write, now_micros(), &draft.record(StatusCode::CREATED))
         .await?;
     state.notifier.wake();
     let mut resp = respond(&record, StatusCode::CREATED);
@@ -70,12 +90,27 @@ pub async fn update(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    check_id(&id)?;
+    let mut draft = AuditDraft::new(&caller, AuditAction::Update, "update", None)
+        .with_detail(format!("Subscription/{id}"));
+    let result = update_subscription(&state, &caller, &id, &headers, &body, &mut draft).await;
+    audit::record_failure(&state, &draft, &result).await;
+    result
+}
+
+async fn update_subscription(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    draft: &mut AuditDraft,
+) -> ApiResult<Response> {
+    check_id(id)?;
     caller.require(RTYPE, Interaction::Update)?;
-    let expected = if_match(&headers)?;
-    let existing = state.store.subscription(&id).await?;
+    let expected = if_match(headers)?;
+    let existing = state.store.subscription(id).await?;
     if let Some(e) = &existing
-        && !owns(&caller, e)
+        && !owns(caller, e)
     {
         // Another client's id: as if taken, without saying by whom.
         return Err(ApiError::new(
@@ -85,7 +120,7 @@ pub async fn update(
         ));
     }
     // A body that is not JSON is refused by `accepted`; one that is must carry this id.
-    if let Ok(resource) = serde_json::from_slice::<Value>(&body) {
+    if let Ok(resource) = serde_json::from_slice::<Value>(body) {
         match resource.get("id").and_then(Value::as_str) {
             Some(body_id) if body_id == id => {}
             Some(body_id) => {
@@ -102,7 +137,10 @@ pub async fn update(
             }
         }
     }
-    let write = accepted(&state, &caller, &id, &body).await?;
+    let write = accepted(state, caller, id, body).await?;
+    *draft = draft
+        .clone()
+        .with_entity(Some(format!("Group/{}", write.group_id)));
     let now = now_micros();
     let (record, status) = match existing {
         None => {
@@ -114,13 +152,16 @@ pub async fn update(
                 ));
             }
             (
-                state.store.create_subscription(&write, now).await?,
+                state
+                    .store
+                    .create_subscription_audited(&write, now, &draft.record(StatusCode::CREATED))
+                    .await?,
                 StatusCode::CREATED,
             )
         }
         Some(_) => match state
             .store
-            .update_subscription(&write, expected, now)
+            .update_subscription_audited(&write, expected, now, &draft.record(StatusCode::OK))
             .await?
         {
             Some(r) => (r, StatusCode::OK),
@@ -140,9 +181,28 @@ pub async fn delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
+    let mut draft = AuditDraft::new(&caller, AuditAction::Delete, "delete", None)
+        .with_detail(format!("Subscription/{id}"));
+    let result = delete_subscription(&state, &caller, &id, &mut draft).await;
+    audit::record_failure(&state, &draft, &result).await;
+    result
+}
+
+async fn delete_subscription(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    draft: &mut AuditDraft,
+) -> ApiResult<Response> {
     caller.require(RTYPE, Interaction::Delete)?;
-    owned(&state, &caller, &id).await?;
-    state.store.delete_subscription(&id).await?;
+    let record = owned(state, caller, id).await?;
+    *draft = draft
+        .clone()
+        .with_entity(Some(format!("Group/{}", record.group_id)));
+    state
+        .store
+        .delete_subscription_audited(id, &draft.record(StatusCode::OK))
+        .await?;
     Ok(fhir_json(
         StatusCode::OK,
         &operation_outcome(&[Issue::information(format!(

@@ -411,6 +411,16 @@ impl Tx {
         Ok(())
     }
 
+    /// Ends the transaction now, so the next one (SQLite's write lock) does not wait for a
+    /// rollback queued by a drop.
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(tx) => tx.rollback().await?,
+            Tx::Postgres(tx) => tx.rollback().await?,
+        }
+        Ok(())
+    }
+
     pub fn dialect(&self) -> Dialect {
         match self {
             Tx::Sqlite(_) => Dialect::Sqlite,

@@ -1,6 +1,7 @@
 //! [`SqlStore`]: the [`Store`] over SQLite or PostgreSQL.
 
 mod access;
+mod audit;
 mod auth;
 mod db;
 mod export_jobs;
@@ -30,8 +31,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use self::db::{Arg, Col, Dialect, Pool, Row, Tx};
 pub use self::export_read::{ExportStream, is_provider_type};
 use crate::{
-    Access, ClientRecord, MemberStream, ResourceWrite, SearchPage, SearchQuery, Store, StoreError,
-    StoredResource, TokenKey, VersionInfo, WriteMode, WriteOutcome,
+    Access, AuditQuery, AuditRecord, ClientRecord, MemberStream, ResourceWrite, SearchPage,
+    SearchQuery, Store, StoreError, StoredResource, TokenKey, VersionInfo, WriteMode, WriteOutcome,
 };
 
 /// The store over one SQL database.
@@ -288,22 +289,34 @@ async fn write_in(tx: &mut Tx, w: ResourceWrite) -> Result<WriteOutcome, StoreEr
     })
 }
 
-#[async_trait]
-impl Store for SqlStore {
-    async fn write(&self, write: ResourceWrite) -> Result<WriteOutcome, StoreError> {
+impl SqlStore {
+    async fn write_with(
+        &self,
+        write: ResourceWrite,
+        audit: Option<&AuditRecord>,
+    ) -> Result<WriteOutcome, StoreError> {
         let mut tx = self.pool.begin_write().await?;
         let out = write_in(&mut tx, write).await?;
+        if let Some(a) = audit {
+            audit::insert_in(&mut tx, a).await?;
+        }
         tx.commit().await?;
         Ok(out)
     }
 
-    async fn delete(
+    async fn delete_with(
         &self,
         rtype: ResourceType,
         id: &str,
+        audit: Option<&AuditRecord>,
     ) -> Result<Option<VersionInfo>, StoreError> {
         let mut tx = self.pool.begin_write().await?;
         let Some((version, false)) = lock_current(&mut tx, rtype, id).await? else {
+            tx.rollback().await?;
+            // Nothing to delete: no transaction carries the entry.
+            if let Some(a) = audit {
+                audit::insert(&self.pool, a).await?;
+            }
             return Ok(None);
         };
         let version = version + 1;
@@ -324,11 +337,107 @@ impl Store for SqlStore {
             members::end_all(&mut tx, id, version).await?;
             subscriptions::record_group_version(&mut tx, id, version, last_updated).await?;
         }
+        if let Some(a) = audit {
+            audit::insert_in(&mut tx, a).await?;
+        }
         tx.commit().await?;
         Ok(Some(VersionInfo {
             version,
             last_updated,
         }))
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn write(&self, write: ResourceWrite) -> Result<WriteOutcome, StoreError> {
+        self.write_with(write, None).await
+    }
+
+    async fn write_audited(
+        &self,
+        write: ResourceWrite,
+        audit: &AuditRecord,
+    ) -> Result<WriteOutcome, StoreError> {
+        self.write_with(write, Some(audit)).await
+    }
+
+    async fn delete(
+        &self,
+        rtype: ResourceType,
+        id: &str,
+    ) -> Result<Option<VersionInfo>, StoreError> {
+        self.delete_with(rtype, id, None).await
+    }
+
+    async fn delete_audited(
+        &self,
+        rtype: ResourceType,
+        id: &str,
+        audit: &AuditRecord,
+    ) -> Result<Option<VersionInfo>, StoreError> {
+        self.delete_with(rtype, id, Some(audit)).await
+    }
+
+    async fn record_audit(&self, event: &AuditRecord) -> Result<(), StoreError> {
+        audit::insert(&self.pool, event).await
+    }
+
+    async fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        audit::list(&self.pool, query).await
+    }
+
+    async fn audit_event(&self, id: &str) -> Result<Option<AuditRecord>, StoreError> {
+        audit::get(&self.pool, id).await
+    }
+
+    async fn change_members_audited(
+        &self,
+        group_id: &str,
+        change: crate::MemberChange,
+        expected_version: Option<i64>,
+        provenance: Option<serde_json::Value>,
+        audit: &AuditRecord,
+    ) -> Result<crate::MemberChangeOutcome, StoreError> {
+        let mut tx = self.pool.begin_write().await?;
+        let out =
+            member_ops::apply(&mut tx, group_id, change, expected_version, provenance).await?;
+        if out.changed {
+            audit::insert_in(&mut tx, audit).await?;
+            tx.commit().await?;
+        } else {
+            // Nothing was written, so the entry stands alone.
+            tx.rollback().await?;
+            audit::insert(&self.pool, audit).await?;
+        }
+        Ok(out)
+    }
+
+    async fn create_subscription_audited(
+        &self,
+        write: &crate::SubscriptionWrite,
+        now: i64,
+        audit: &AuditRecord,
+    ) -> Result<crate::SubscriptionRecord, StoreError> {
+        subscriptions::create(&self.pool, write, now, Some(audit)).await
+    }
+
+    async fn update_subscription_audited(
+        &self,
+        write: &crate::SubscriptionWrite,
+        expected_version: Option<i64>,
+        now: i64,
+        audit: &AuditRecord,
+    ) -> Result<Option<crate::SubscriptionRecord>, StoreError> {
+        subscriptions::update(&self.pool, write, expected_version, now, Some(audit)).await
+    }
+
+    async fn delete_subscription_audited(
+        &self,
+        id: &str,
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError> {
+        subscriptions::delete(&self.pool, id, Some(audit)).await
     }
 
     async fn read(
@@ -709,7 +818,7 @@ impl Store for SqlStore {
         write: &crate::SubscriptionWrite,
         now: i64,
     ) -> Result<crate::SubscriptionRecord, StoreError> {
-        subscriptions::create(&self.pool, write, now).await
+        subscriptions::create(&self.pool, write, now, None).await
     }
 
     async fn subscription(
@@ -732,11 +841,11 @@ impl Store for SqlStore {
         expected_version: Option<i64>,
         now: i64,
     ) -> Result<Option<crate::SubscriptionRecord>, StoreError> {
-        subscriptions::update(&self.pool, write, expected_version, now).await
+        subscriptions::update(&self.pool, write, expected_version, now, None).await
     }
 
     async fn delete_subscription(&self, id: &str) -> Result<bool, StoreError> {
-        subscriptions::delete(&self.pool, id).await
+        subscriptions::delete(&self.pool, id, None).await
     }
 
     async fn subscription_events(

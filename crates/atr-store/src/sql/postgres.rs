@@ -34,6 +34,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "subscriptions",
         sql: include_str!("../../migrations/postgres/0005_subscriptions.sql"),
     },
+    Migration {
+        version: 6,
+        name: "audit",
+        sql: include_str!("../../migrations/postgres/0006_audit.sql"),
+    },
 ];
 
 /// Connects; with `schema`, every connection works in that schema (created if absent).

@@ -35,6 +35,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "subscriptions",
         sql: include_str!("../../migrations/sqlite/0005_subscriptions.sql"),
     },
+    Migration {
+        version: 6,
+        name: "audit",
+        sql: include_str!("../../migrations/sqlite/0006_audit.sql"),
+    },
 ];
 
 pub(crate) async fn connect(url: &str) -> Result<sqlx::SqlitePool, StoreError> {

@@ -8,7 +8,10 @@
 //! delivery racing on the same row both take effect.
 
 use super::db::{Arg, Col, Dialect, Pool, Row, Tx, values_clause};
-use crate::{DeliveryResult, StoreError, SubscriptionEvent, SubscriptionRecord, SubscriptionWrite};
+use crate::{
+    AuditRecord, DeliveryResult, StoreError, SubscriptionEvent, SubscriptionRecord,
+    SubscriptionWrite,
+};
 
 const COLS: [Col; 17] = [
     Col::Text,
@@ -102,6 +105,7 @@ pub(crate) async fn create(
     pool: &Pool,
     w: &SubscriptionWrite,
     now: i64,
+    audit: Option<&AuditRecord>,
 ) -> Result<SubscriptionRecord, StoreError> {
     let status = if w.off { "off" } else { "requested" };
     let mut tx = pool.begin_write().await?;
@@ -127,6 +131,9 @@ pub(crate) async fn create(
         )
         .await
         .map_err(|e| already_exists(e, &w.id))?;
+    if let Some(a) = audit {
+        super::audit::insert_in(&mut tx, a).await?;
+    }
     tx.commit().await?;
     row.map(record)
         .ok_or_else(|| StoreError::Corrupt("INSERT … RETURNING returned nothing".into()))
@@ -185,6 +192,7 @@ pub(crate) async fn update(
     w: &SubscriptionWrite,
     expected_version: Option<i64>,
     now: i64,
+    audit: Option<&AuditRecord>,
 ) -> Result<Option<SubscriptionRecord>, StoreError> {
     let mut tx = pool.begin_write().await?;
     let Some(current) = tx
@@ -236,6 +244,9 @@ pub(crate) async fn update(
             &COLS,
         )
         .await?;
+    if let (Some(a), Some(_)) = (audit, &row) {
+        super::audit::insert_in(&mut tx, a).await?;
+    }
     tx.commit().await?;
     match row {
         Some(r) => Ok(Some(record(r))),
@@ -248,8 +259,15 @@ pub(crate) async fn update(
     }
 }
 
-pub(crate) async fn delete(pool: &Pool, id: &str) -> Result<bool, StoreError> {
+pub(crate) async fn delete(
+    pool: &Pool,
+    id: &str,
+    audit: Option<&AuditRecord>,
+) -> Result<bool, StoreError> {
     let mut tx = pool.begin_write().await?;
+    if let Some(a) = audit {
+        super::audit::insert_in(&mut tx, a).await?;
+    }
     tx.execute(
         "DELETE FROM subscription_event WHERE subscription_id = $1",
         &[id.into()],

@@ -46,17 +46,30 @@ pub struct Server {
 impl Server {
     /// Starts the server and waits (at most `timeout`) for the base URL it prints.
     pub fn start(args: &[&std::ffi::OsStr], timeout: Duration) -> Server {
+        Self::start_logging(args, "warn", timeout)
+    }
+
+    /// As [`Server::start`], logging at `ATR_LOG=filter`; stdout is kept in the log too.
+    pub fn start_logging(args: &[&std::ffi::OsStr], filter: &str, timeout: Duration) -> Server {
         let mut child = Command::new(ATR)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
-            .env("ATR_LOG", "warn")
+            .env("ATR_LOG", filter)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn atr serve");
         let stderr = child.stderr.take().expect("server stderr");
+        let stdout = child.stdout.take().expect("server stdout");
         let log = Arc::new(Mutex::new(Vec::new()));
+        let keep = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                keep.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
         let (tx, rx) = mpsc::channel();
         // Read the base URL, then keep draining the log so a full pipe never stalls the server.
         let keep = log.clone();
