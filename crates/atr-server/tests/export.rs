@@ -5,6 +5,8 @@
 //! Consumer sees list-1 (final), list-5 (draft) and list-9 (open).
 
 mod common;
+#[path = "common/downloads.rs"]
+mod downloads;
 
 use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, Instant};
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 use atr_auth::SigningAlg;
 use common::exports::{consumer, consumer_token, kick_off, manifest, started};
 use common::{TestApp, load_synthetic, load_synthetic_members, spawn_apps, spawn_apps_with};
+use downloads::check_range_and_gzip;
 use serde_json::{Value, json};
 
 /// Every line of every output file, by type; checks line shape, type and count on the way.
@@ -366,47 +369,7 @@ async fn files_need_the_requesting_clients_token_and_support_range_and_gzip() {
             .bytes()
             .await
             .expect("body");
-        let r = http
-            .get(&url)
-            .header("Range", "bytes=10-109")
-            .send()
-            .await
-            .expect("range");
-        assert_eq!(r.status(), 206);
-        assert_eq!(
-            r.headers()["content-range"],
-            format!("bytes 10-109/{}", whole.len()).as_str()
-        );
-        assert_eq!(r.bytes().await.expect("body"), whole.slice(10..110));
-        let r = http
-            .get(&url)
-            .header("Range", format!("bytes={}-", whole.len() + 5))
-            .send()
-            .await
-            .expect("range");
-        assert_eq!(r.status(), 416);
-
-        // reqwest would unpack gzip itself and hide the header: ask by hand.
-        let raw = reqwest::Client::builder()
-            .no_gzip()
-            .build()
-            .expect("client");
-        let r = raw
-            .get(&url)
-            .bearer_auth(&token)
-            .header("Accept-Encoding", "gzip")
-            .send()
-            .await
-            .expect("gzip");
-        assert_eq!(r.headers()["content-encoding"], "gzip");
-        let packed = r.bytes().await.expect("body");
-        let mut unpacked = Vec::new();
-        std::io::Read::read_to_end(
-            &mut flate2::read::GzDecoder::new(&packed[..]),
-            &mut unpacked,
-        )
-        .expect("gunzip");
-        assert_eq!(unpacked, whole.to_vec());
+        check_range_and_gzip(&http, &token, &url, &whole).await;
 
         // A path that is not one of the job's files is 404, whatever it tries.
         let job = location.rsplit('/').next().expect("job id");

@@ -404,16 +404,8 @@ fn answer(status: StatusCode, message: String, version: i64, last_updated: i64) 
     resp
 }
 
-pub async fn member_add(
-    state: &AppState,
-    caller: &Caller,
-    group_id: &str,
-    headers: &HeaderMap,
-    body: &[u8],
-    audit: &AuditDraft,
-) -> ApiResult<Response> {
-    caller.require("Group", Interaction::Update)?;
-    let inputs = parse_parameters(body)?;
+/// The parameter combinations `$member-add` accepts.
+fn check_member_add(inputs: &Inputs) -> ApiResult<()> {
     inputs.check(
         "$member-add",
         &[
@@ -428,7 +420,20 @@ pub async fn member_add(
             ("providerReference", "Reference"),
             ("attributionPeriod", "Period"),
         ],
-    )?;
+    )
+}
+
+pub async fn member_add(
+    state: &AppState,
+    caller: &Caller,
+    group_id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    audit: &AuditDraft,
+) -> ApiResult<Response> {
+    caller.require("Group", Interaction::Update)?;
+    let inputs = parse_parameters(body)?;
+    check_member_add(&inputs)?;
     x_provenance(headers)?;
     let header = group_header(state, group_id).await?;
     let (patient, provider) = match (inputs.get("memberId"), inputs.get("providerNpi")) {
@@ -936,24 +941,6 @@ mod tests {
                 }
                 Value::Object(p)
             })
-    }
-
-    fn check_member_add(inputs: &Inputs) -> ApiResult<()> {
-        inputs.check(
-            "$member-add",
-            &[
-                &["memberId", "providerNpi"],
-                &["patientReference", "providerReference"],
-            ],
-            &["attributionPeriod"],
-            &[
-                ("memberId", "Identifier"),
-                ("providerNpi", "Identifier"),
-                ("patientReference", "Reference"),
-                ("providerReference", "Reference"),
-                ("attributionPeriod", "Period"),
-            ],
-        )
     }
 
     proptest! {
