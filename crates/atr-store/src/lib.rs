@@ -30,10 +30,10 @@ pub use sql::ExportStream;
 pub use sql::SqlStore;
 pub use sql::is_provider_type;
 pub use types::{
-    AuditQuery, AuditRecord, ClientRecord, DeliveryResult, ExportAdmission, ExportItem, ExportJob,
-    ExportLimits, ExportPlan, ExportScope, ExportStatus, MemberChange, MemberChangeOutcome,
-    Prestamped, ResourceWrite, StoredResource, SubscriptionEvent, SubscriptionRecord,
-    SubscriptionWrite, TokenKey, VersionInfo, WriteMode, WriteOutcome,
+    AuditQuery, AuditRecord, ClientRecord, DeferIndexes, DeliveryResult, ExportAdmission,
+    ExportItem, ExportJob, ExportLimits, ExportPlan, ExportScope, ExportStatus, MemberChange,
+    MemberChangeOutcome, Prestamped, ResourceWrite, StoredResource, SubscriptionEvent,
+    SubscriptionRecord, SubscriptionWrite, TokenKey, VersionInfo, WriteMode, WriteOutcome,
 };
 
 /// Chunks of a Group's `member` array elements, comma-separated, without the brackets.
@@ -87,6 +87,24 @@ pub trait Store: Send + Sync + 'static {
     /// Writes many new resources at once (the bulk loader). Existing ids are replaced as new
     /// versions. One transaction per call.
     async fn load_batch(&self, batch: Vec<ResourceWrite>) -> Result<u64, StoreError>;
+
+    /// Prepares for a load of about `input_bytes` of NDJSON: when `defer` allows and the load is
+    /// large next to what is stored, the store sets aside the secondary indexes that cost most to
+    /// keep up row by row and builds them at [`Store::finish_bulk_load`]. Returns whether it did.
+    /// A load that dies in between leaves a usable database: the store builds the missing
+    /// indexes when it is next opened.
+    async fn begin_bulk_load(
+        &self,
+        _input_bytes: u64,
+        _defer: DeferIndexes,
+    ) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
+    /// Ends a load begun by [`Store::begin_bulk_load`]: builds the indexes it set aside.
+    async fn finish_bulk_load(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// Refreshes the planner's statistics after a bulk load (PostgreSQL's autovacuum would get to
     /// it minutes later; until then plans for the new rows are guesses). No-op on SQLite, whose

@@ -57,6 +57,28 @@ impl ResourceWrite {
                 last_updated,
                 body,
             });
+            // The tree is freed here, on the thread that built it (cheaper than across threads,
+            // and a load's batches in flight hold only their bodies); the rare write that needs
+            // it again, for another version, reads it back from the body.
+            self.resource = Value::Null;
+        }
+    }
+
+    /// The resource, to stamp for a version other than the prestamped one.
+    pub fn take_resource(&mut self) -> Result<Value, serde_json::Error> {
+        Prestamped::take_resource(&mut self.resource, self.prestamped.as_ref())
+    }
+}
+
+impl Prestamped {
+    /// [`ResourceWrite::take_resource`] over its fields, for a caller that holds another of them.
+    pub fn take_resource(
+        resource: &mut Value,
+        prestamped: Option<&Prestamped>,
+    ) -> Result<Value, serde_json::Error> {
+        match (&resource, prestamped) {
+            (Value::Null, Some(p)) => serde_json::from_slice(&p.body),
+            _ => Ok(std::mem::take(resource)),
         }
     }
 }
@@ -399,4 +421,30 @@ pub struct AuditQuery {
     /// Keyset paging: only entries older than this `(recorded, id)`.
     pub before: Option<(i64, String)>,
     pub limit: u32,
+}
+
+/// Whether a bulk load sets aside the secondary indexes and builds them at its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeferIndexes {
+    /// When the load is large (at least 64 MiB) and at least a quarter of what is stored:
+    /// building an index once from sorted keys then beats keeping it up row by row.
+    Auto,
+    Always,
+    Never,
+}
+
+impl DeferIndexes {
+    /// Input below this is loaded with the indexes in place whatever is stored.
+    pub const AUTO_MIN_INPUT: u64 = 64 << 20;
+
+    /// Whether a load of `input_bytes` into a store of `stored_bytes` defers.
+    pub fn applies(self, input_bytes: u64, stored_bytes: u64) -> bool {
+        match self {
+            DeferIndexes::Always => true,
+            DeferIndexes::Never => false,
+            DeferIndexes::Auto => {
+                input_bytes >= Self::AUTO_MIN_INPUT && input_bytes >= stored_bytes / 4
+            }
+        }
+    }
 }

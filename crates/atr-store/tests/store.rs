@@ -3,7 +3,9 @@
 mod common;
 
 use atr_model::ResourceType;
-use atr_store::{Clause, Compare, SearchQuery, StoreError, StringMode, TokenMatch, WriteMode};
+use atr_store::{
+    Clause, Compare, DeferIndexes, SearchQuery, StoreError, StringMode, TokenMatch, WriteMode,
+};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
@@ -518,6 +520,67 @@ async fn load_batch_writes_many_and_replaces_existing() {
         let mut all = query(ResourceType::Coverage, vec![]);
         all.count = 0;
         assert_eq!(store.search(&all).await.expect("count").total, Some(1200));
+    }
+}
+
+/// A bulk load with its indexes set aside finds the same resources as one without: replaced
+/// resources lose their old index rows, and the indexes are whole again at the end. `Auto` leaves a
+/// small load alone.
+#[tokio::test]
+async fn a_bulk_load_with_indexes_set_aside_searches_like_one_without() {
+    for (store, _dir) in stores().await {
+        let s = store.as_ref();
+        assert!(
+            !s.begin_bulk_load(1 << 20, DeferIndexes::Auto)
+                .await
+                .expect("begin"),
+            "a 1 MiB load keeps the indexes"
+        );
+        assert!(
+            s.begin_bulk_load(0, DeferIndexes::Always)
+                .await
+                .expect("begin"),
+            "Always sets them aside"
+        );
+        let coverage = |i: usize, patient: &str| {
+            write_of(
+                &format!(
+                    r#"{{"resourceType":"Coverage","id":"c{i}","beneficiary":{{"reference":"Patient/{patient}"}},"identifier":[{{"system":"m","value":"v{i}"}}]}}"#
+                ),
+                WriteMode::Upsert,
+            )
+        };
+        let first: Vec<_> = (0..300).map(|i| coverage(i, &format!("p{i}"))).collect();
+        s.load_batch(first).await.expect("load");
+        // c7 moves to another patient while the indexes are aside.
+        s.load_batch(vec![coverage(7, "moved")])
+            .await
+            .expect("reload");
+        let by_patient = |patient: &str| {
+            query(
+                ResourceType::Coverage,
+                vec![Clause::Reference {
+                    param: "beneficiary",
+                    any_of: vec![format!("Patient/{patient}")],
+                }],
+            )
+        };
+        assert_eq!(ids(s, by_patient("moved")).await, ["c7"]);
+        s.finish_bulk_load().await.expect("finish");
+        assert_eq!(ids(s, by_patient("moved")).await, ["c7"]);
+        assert!(ids(s, by_patient("p7")).await.is_empty(), "c7's old row");
+        assert_eq!(ids(s, by_patient("p8")).await, ["c8"]);
+        let by_identifier = query(
+            ResourceType::Coverage,
+            vec![Clause::Token {
+                param: "identifier",
+                any_of: vec![TokenMatch {
+                    system: Some("m".into()),
+                    code: Some("v299".into()),
+                }],
+            }],
+        );
+        assert_eq!(ids(s, by_identifier).await, ["c299"]);
     }
 }
 

@@ -41,7 +41,7 @@ pub struct BenchArgs {
     #[arg(long, requires = "work_dir")]
     reuse: bool,
     /// Only these measurements, comma-separated: stream, export, discovery, discovery-load,
-    /// member-ops, tokens (default: all).
+    /// member-ops, tokens, concurrent-exports, export-recovery (default: all).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Concurrent connections of the discovery load.
@@ -50,6 +50,12 @@ pub struct BenchArgs {
     /// How long the discovery load runs, in seconds (it stops then, however far it got).
     #[arg(long, default_value_t = 10)]
     load_secs: u64,
+    /// Exports kicked off at once by `concurrent-exports`, each of its own list.
+    #[arg(long, default_value_t = 20)]
+    concurrent_exports: usize,
+    /// Members of each list `concurrent-exports` exports.
+    #[arg(long, default_value_t = 100_000)]
+    concurrent_list_size: usize,
 }
 
 impl BenchArgs {
@@ -177,37 +183,32 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             }
         }
         prepare_member_ops(&exe, &flags, &dir)?;
+        if args.runs("concurrent-exports") {
+            crate::bench_exports::prepare_lists(
+                &exe,
+                &flags,
+                &dir,
+                &data,
+                dialect,
+                args.concurrent_exports,
+                args.concurrent_list_size,
+            )?;
+        }
         let mut bench_clients = Vec::new();
         for alg in [SigningAlg::Rs384, SigningAlg::Es384] {
             bench_clients.push(register_client(&exe, &flags, &dir, alg)?);
         }
 
         // Serve.
-        let mut child = ChildGuard(
-            Command::new(&exe)
-                .arg("serve")
-                .args(["--listen", "127.0.0.1:0"])
-                .args(&flags)
-                .env("ATR_LOG", "warn")
-                .stderr(Stdio::piped())
-                .stdout(Stdio::null())
-                .spawn()?,
-        );
-        let stderr = child.0.stderr.take().context("server stderr")?;
-        let mut base = String::new();
-        let mut lines = BufReader::new(stderr).lines();
-        for line in lines.by_ref() {
-            let line = line?;
-            if let Some(rest) = line.split("serving FHIR at ").nth(1) {
-                base = rest.split_whitespace().next().unwrap_or("").to_string();
-                break;
-            }
-        }
-        // Keep draining the server's log: a full pipe would stall the server being measured.
-        std::thread::spawn(move || lines.for_each(drop));
-        if base.is_empty() {
-            bail!("{dialect} server did not start");
-        }
+        let server_args = [
+            // The bench's one client kicks off all the concurrent exports.
+            "--export-max-jobs-per-client".to_string(),
+            args.concurrent_exports.max(4).to_string(),
+            "--export-max-jobs".to_string(),
+            args.concurrent_exports.max(32).to_string(),
+        ];
+        let (child, base) = spawn_server(&exe, &flags, &server_args)
+            .with_context(|| format!("{dialect} server"))?;
         let pid = child.0.id();
         let token_url = atr_server::token_url_for(&base);
         let token = fetch_token(&reqwest::Client::new(), &token_url, &bench_clients[1]).await?;
@@ -248,6 +249,26 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         // Bulk export of the big Group, then its files downloaded plain and gzipped.
         if args.runs("export") {
             export_figures(dialect, &client, &base, pid, &token).await?;
+        }
+
+        if args.runs("concurrent-exports") {
+            let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+            let c = crate::bench_exports::run(&client, &base, args.concurrent_exports).await?;
+            let pct = |p: f64| {
+                ms(c.each[((c.each.len() as f64 * p) as usize).min(c.each.len() - 1)]) / 1000.0
+            };
+            println!(
+                "[{dialect}] {} concurrent exports of {}-member lists: {} resources, all manifests in {:.2} s = {:.0} resources/s; each kick-off to manifest {:.2}-{:.2} s (median {:.2} s); server peak RSS {:.0} MB",
+                args.concurrent_exports,
+                args.concurrent_list_size,
+                c.resources,
+                c.all_done.as_secs_f64(),
+                c.resources as f64 / c.all_done.as_secs_f64(),
+                pct(0.0),
+                pct(1.0),
+                pct(0.5),
+                peak_rss_mb(pid).unwrap_or(f64::NAN),
+            );
         }
 
         // Discovery by NPI.
@@ -323,7 +344,20 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                 n as f64 / secs
             );
         }
-        drop(child);
+        // Last, as it kills the server: an export interrupted by `kill -9` and finished by the
+        // restarted server, once the dead one's lease has run out.
+        if args.runs("export-recovery") {
+            let r = export_recovery(child, &exe, &flags, &server_args, &client, &base).await?;
+            println!(
+                "[{dialect}] export of Group/list-1 killed (kill -9) after {:.1} s, server restarted: ready in {:.2} s, manifest {:.2} s after the kill (lease {} s)",
+                r.killed_after.as_secs_f64(),
+                r.ready.as_secs_f64(),
+                r.done.as_secs_f64(),
+                std::env::var("ATR_EXPORT_LEASE_SECS").unwrap_or_else(|_| "15".into()),
+            );
+        } else {
+            drop(child);
+        }
         if dialect == "postgres" && !args.reuse {
             atr_store::SqlStore::drop_postgres_schema(&args.postgres, &schema).await?;
         }
@@ -337,6 +371,104 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(())
+}
+
+/// `atr serve --listen 127.0.0.1:0` with `flags` and `extra`, once it says where it serves.
+fn spawn_server(exe: &Path, flags: &[String], extra: &[String]) -> Result<(ChildGuard, String)> {
+    let mut child = ChildGuard(
+        Command::new(exe)
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(flags)
+            .args(extra)
+            .env("ATR_LOG", "warn")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()?,
+    );
+    let stderr = child.0.stderr.take().context("server stderr")?;
+    let mut base = String::new();
+    let mut lines = BufReader::new(stderr).lines();
+    for line in lines.by_ref() {
+        let line = line?;
+        if let Some(rest) = line.split("serving FHIR at ").nth(1) {
+            base = rest.split_whitespace().next().unwrap_or("").to_string();
+            break;
+        }
+    }
+    // Keep draining the server's log: a full pipe would stall the server being measured.
+    std::thread::spawn(move || lines.for_each(drop));
+    if base.is_empty() {
+        bail!("the server did not start");
+    }
+    Ok((child, base))
+}
+
+struct Recovery {
+    killed_after: Duration,
+    /// From the kill until the restarted server serves.
+    ready: Duration,
+    /// From the kill until the manifest.
+    done: Duration,
+}
+
+/// Kicks off an export of Group/list-1, kills the server with `kill -9` a few seconds in,
+/// restarts it and polls the same job (under the new address) until its manifest.
+async fn export_recovery(
+    mut child: ChildGuard,
+    exe: &Path,
+    flags: &[String],
+    server_args: &[String],
+    client: &reqwest::Client,
+    base: &str,
+) -> Result<Recovery> {
+    let resp = client
+        .get(format!("{base}/Group/list-1/$davinci-data-export"))
+        .header("Accept", "application/fhir+json")
+        .header("Prefer", "respond-async")
+        .send()
+        .await?
+        .error_for_status()?;
+    let location = resp
+        .headers()
+        .get("content-location")
+        .and_then(|v| v.to_str().ok())
+        .context("no Content-Location")?
+        .to_string();
+    let status_path = location
+        .strip_prefix(base)
+        .context("a status URL under the base")?
+        .to_string();
+    let killed_after = Duration::from_secs(3);
+    tokio::time::sleep(killed_after).await;
+    child.0.kill()?;
+    let killed = Instant::now();
+    child.0.wait()?;
+    let (restarted, base) = spawn_server(exe, flags, server_args)?;
+    let ready = killed.elapsed();
+    let status = format!("{base}{status_path}");
+    loop {
+        let r = client.get(&status).send().await?;
+        match r.status().as_u16() {
+            202 => tokio::time::sleep(Duration::from_millis(50)).await,
+            200 => break,
+            other => bail!(
+                "export status after the restart {other}: {}",
+                r.text().await?
+            ),
+        }
+        if killed.elapsed() > Duration::from_secs(900) {
+            bail!("the interrupted export did not finish in 15 minutes");
+        }
+    }
+    let done = killed.elapsed();
+    let _ = client.delete(&status).send().await;
+    drop(restarted);
+    Ok(Recovery {
+        killed_after,
+        ready,
+        done,
+    })
 }
 
 /// Kick-off to manifest of `$davinci-data-export` on Group/list-1 (the server's peak RSS during

@@ -146,7 +146,7 @@ async fn measure(
         },
         &synth,
     )?;
-    crate::load::load_dir(store.as_ref(), &synth, 5_000).await?;
+    crate::load::load_dir(store.as_ref(), &synth, 5_000, atr_store::DeferIndexes::Auto).await?;
 
     let tally = Arc::new(Tally {
         highest: (0..args.subscribers).map(|_| AtomicU64::new(0)).collect(),

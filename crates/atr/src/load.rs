@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use atr_model::ResourceType;
 use atr_server::ingest::{IngestError, prepare, prepare_parsed};
-use atr_store::{ResourceWrite, Store, WriteMode};
-use clap::Args;
+use atr_store::{DeferIndexes, ResourceWrite, Store, WriteMode};
+use clap::{Args, ValueEnum};
 
 use crate::StoreArgs;
 
@@ -30,6 +30,27 @@ pub struct LoadArgs {
     /// Resources per transaction.
     #[arg(long, default_value_t = DEFAULT_BATCH)]
     pub batch: usize,
+    /// Set the search indexes aside during the load and build them at its end: `auto` does when
+    /// the input is at least 64 MiB and a quarter of what is stored.
+    #[arg(long, value_enum, default_value_t = DeferArg::Auto)]
+    pub defer_indexes: DeferArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum DeferArg {
+    Auto,
+    Always,
+    Never,
+}
+
+impl From<DeferArg> for DeferIndexes {
+    fn from(d: DeferArg) -> Self {
+        match d {
+            DeferArg::Auto => DeferIndexes::Auto,
+            DeferArg::Always => DeferIndexes::Always,
+            DeferArg::Never => DeferIndexes::Never,
+        }
+    }
 }
 
 pub struct LoadReport {
@@ -39,7 +60,13 @@ pub struct LoadReport {
 
 pub async fn run(args: LoadArgs) -> Result<()> {
     let store = crate::serve::open_store(&args.store).await?;
-    let report = load_dir(&store, &args.path, args.batch.max(1)).await?;
+    let report = load_dir(
+        &store,
+        &args.path,
+        args.batch.max(1),
+        args.defer_indexes.into(),
+    )
+    .await?;
     println!(
         "loaded {} resources in {:.2?} ({:.0} resources/s) into {}",
         report.resources,
@@ -165,9 +192,37 @@ fn parser_count() -> usize {
 /// One thread reads raw lines in chunks and deals them round-robin to the parser threads; a
 /// collector takes the parsed chunks back in the same round-robin order, so files, lines and
 /// errors keep their order, and cuts them into batches for the store.
-pub async fn load_dir(store: &dyn Store, path: &Path, batch: usize) -> Result<LoadReport> {
+///
+/// A large load may set the search indexes aside ([`Store::begin_bulk_load`]); they are built at
+/// the end, after a failure too.
+pub async fn load_dir(
+    store: &dyn Store,
+    path: &Path,
+    batch: usize,
+    defer: DeferIndexes,
+) -> Result<LoadReport> {
     let files: Arc<[PathBuf]> = files_in(path)?.into();
     let started = Instant::now();
+    let input_bytes = files
+        .iter()
+        .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
+        .sum();
+    let deferred = store.begin_bulk_load(input_bytes, defer).await?;
+    let loaded = load_files(store, files, batch).await;
+    if deferred {
+        let building = Instant::now();
+        store.finish_bulk_load().await?;
+        tracing::info!(elapsed = ?building.elapsed(), "built the deferred indexes");
+    }
+    let resources = loaded?;
+    store.refresh_statistics().await?;
+    Ok(LoadReport {
+        resources,
+        elapsed: started.elapsed(),
+    })
+}
+
+async fn load_files(store: &dyn Store, files: Arc<[PathBuf]>, batch: usize) -> Result<u64> {
     let stamp_time = atr_model::instant::now_micros();
     let n = parser_count();
     let mut threads = Vec::with_capacity(n + 2);
@@ -209,16 +264,12 @@ pub async fn load_dir(store: &dyn Store, path: &Path, batch: usize) -> Result<Lo
             refresh_at = resources.saturating_mul(4);
         }
     }
-    store.refresh_statistics().await?;
     // A parser that died would look like the end of the input to the collector: check.
     for t in threads {
         t.join()
             .map_err(|_| anyhow::anyhow!("an NDJSON loader thread panicked"))?;
     }
-    Ok(LoadReport {
-        resources,
-        elapsed: started.elapsed(),
-    })
+    Ok(resources)
 }
 
 /// The reader thread: deals chunks of lines to the parsers in turn. Returns early when they are

@@ -3,6 +3,7 @@
 
 mod audit;
 mod bench;
+mod bench_exports;
 mod bench_notify;
 mod clients;
 mod consumer;

@@ -408,7 +408,13 @@ async fn seed_demo(store: &atr_store::SqlStore, args: &StoreArgs) -> Result<()> 
     let mut config = crate::synth_config(400, 9, 2026, 0.4);
     config.provider_orgs = 4;
     atr_synth::generate(&config, &dir).context("generating demo data")?;
-    let loaded = crate::load::load_dir(store, &dir, crate::load::DEFAULT_BATCH).await?;
+    let loaded = crate::load::load_dir(
+        store,
+        &dir,
+        crate::load::DEFAULT_BATCH,
+        atr_store::DeferIndexes::Auto,
+    )
+    .await?;
     eprintln!("atr: seeded {} demo resources", loaded.resources);
     Ok(())
 }

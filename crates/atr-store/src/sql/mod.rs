@@ -4,6 +4,7 @@ mod access;
 mod audit;
 mod auth;
 mod db;
+mod deferred_indexes;
 mod export_jobs;
 mod export_read;
 mod index_rows;
@@ -31,8 +32,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use self::db::{Arg, Col, Dialect, Pool, Row, Tx};
 pub use self::export_read::{ExportStream, is_provider_type};
 use crate::{
-    Access, AuditQuery, AuditRecord, ClientRecord, MemberStream, ResourceWrite, SearchPage,
-    SearchQuery, Store, StoreError, StoredResource, TokenKey, VersionInfo, WriteMode, WriteOutcome,
+    Access, AuditQuery, AuditRecord, ClientRecord, DeferIndexes, MemberStream, ResourceWrite,
+    SearchPage, SearchQuery, Store, StoreError, StoredResource, TokenKey, VersionInfo, WriteMode,
+    WriteOutcome,
 };
 
 /// The store over one SQL database.
@@ -65,12 +67,30 @@ impl SqlStore {
         Self::migrated(Pool::Postgres(postgres::connect(url, schema).await?)).await
     }
 
+    /// Bytes the database (this store's schema, on PostgreSQL) takes on disk.
+    async fn stored_bytes(&self) -> Result<u64, StoreError> {
+        let sql = match self.pool.dialect() {
+            Dialect::Sqlite => {
+                "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()"
+            }
+            Dialect::Postgres => {
+                "SELECT CAST(COALESCE(sum(pg_total_relation_size(c.oid)), 0) AS BIGINT) \
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = current_schema() AND c.relkind = 'r'"
+            }
+        };
+        let row = self.pool.fetch_optional(sql, &[], &[Col::Int]).await?;
+        Ok(row.map_or(0, |r| r.int(0).max(0) as u64))
+    }
+
     async fn migrated(pool: Pool) -> Result<Self, StoreError> {
         let migrations = match pool.dialect() {
             Dialect::Sqlite => sqlite::MIGRATIONS,
             Dialect::Postgres => postgres::MIGRATIONS,
         };
         migrate::run(&pool, migrations).await?;
+        // A bulk load that died left indexes unbuilt.
+        deferred_indexes::restore(&pool).await?;
         Ok(SqlStore { pool })
     }
 
@@ -615,6 +635,24 @@ impl Store for SqlStore {
         Ok(n)
     }
 
+    async fn begin_bulk_load(
+        &self,
+        input_bytes: u64,
+        defer: DeferIndexes,
+    ) -> Result<bool, StoreError> {
+        let stored = self.stored_bytes().await?;
+        if !defer.applies(input_bytes, stored) {
+            return Ok(false);
+        }
+        deferred_indexes::set_aside(&self.pool).await?;
+        Ok(true)
+    }
+
+    async fn finish_bulk_load(&self) -> Result<(), StoreError> {
+        deferred_indexes::restore(&self.pool).await?;
+        Ok(())
+    }
+
     fn dialect(&self) -> &'static str {
         match self.pool.dialect() {
             Dialect::Sqlite => "sqlite",
@@ -937,12 +975,14 @@ async fn load_plain(tx: &mut Tx, batch: Vec<ResourceWrite>) -> Result<(), StoreE
             .collect();
         index_rows::insert_index(tx, rtype, entries).await?;
         let mut rows: Vec<[Arg; 5]> = Vec::with_capacity(writes.len());
-        for w in writes {
+        for mut w in writes {
             let version = existing.get(&w.id).map_or(1, |v| v + 1);
             let (stamped_at, body) = match w.prestamped {
                 Some(p) if p.version == version => (p.last_updated, p.body),
                 _ => {
-                    let mut resource = w.resource;
+                    let mut resource = w
+                        .take_resource()
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                     atr_model::meta::stamp(&mut resource, &w.id, version, last_updated);
                     let body = serde_json::to_vec(&resource)
                         .map_err(|e| StoreError::Corrupt(e.to_string()))?;

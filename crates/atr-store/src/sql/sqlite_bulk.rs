@@ -16,7 +16,7 @@ use std::time::Duration;
 use atr_model::ResourceType;
 use rusqlite::{CachedStatement, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
-use crate::{ResourceWrite, StoreError};
+use crate::{Prestamped, ResourceWrite, StoreError};
 
 fn err(e: rusqlite::Error) -> StoreError {
     StoreError::Direct(e.to_string())
@@ -269,7 +269,9 @@ fn write_one(
         let (stamped_at, body) = match &w.prestamped {
             Some(p) if p.version == version => (p.last_updated, p.body.as_slice()),
             _ => {
-                let mut resource = std::mem::take(&mut w.resource);
+                let mut resource =
+                    Prestamped::take_resource(&mut w.resource, w.prestamped.as_ref())
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 atr_model::meta::stamp(&mut resource, id, version, last_updated);
                 stamped = serde_json::to_vec(&resource)
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
