@@ -41,6 +41,9 @@ use crate::{
 #[derive(Clone)]
 pub struct SqlStore {
     pool: Pool,
+    /// Where searches run: on PostgreSQL a pool of its own whose sessions cache plans; on SQLite
+    /// the same pool.
+    searches: Pool,
 }
 
 impl SqlStore {
@@ -64,7 +67,10 @@ impl SqlStore {
     /// Opens PostgreSQL; with `schema`, in that schema (created if absent): tests and benchmarks
     /// use a fresh schema each.
     pub async fn open_postgres(url: &str, schema: Option<&str>) -> Result<Self, StoreError> {
-        Self::migrated(Pool::Postgres(postgres::connect(url, schema).await?)).await
+        let pools = postgres::connect(url, schema).await?;
+        let mut store = Self::migrated(Pool::Postgres(pools.main)).await?;
+        store.searches = Pool::Postgres(pools.searches);
+        Ok(store)
     }
 
     /// Bytes the database (this store's schema, on PostgreSQL) takes on disk.
@@ -91,7 +97,10 @@ impl SqlStore {
         migrate::run(&pool, migrations).await?;
         // A bulk load that died left indexes unbuilt.
         deferred_indexes::restore(&pool).await?;
-        Ok(SqlStore { pool })
+        Ok(SqlStore {
+            searches: pool.clone(),
+            pool,
+        })
     }
 
     /// The PostgreSQL schemas whose names start with `prefix` (tests and benchmarks make one each).
@@ -148,11 +157,13 @@ impl SqlStore {
         Ok(())
     }
 
-    /// Closes the pool (tests drop schemas after this).
+    /// Closes the pools (tests drop schemas after this).
     pub async fn close(&self) {
-        match &self.pool {
-            Pool::Sqlite(p) => p.close().await,
-            Pool::Postgres(p) => p.close().await,
+        for pool in [&self.pool, &self.searches] {
+            match pool {
+                Pool::Sqlite(p) => p.close().await,
+                Pool::Postgres(p) => p.close().await,
+            }
         }
     }
 }
@@ -520,7 +531,7 @@ impl Store for SqlStore {
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage, StoreError> {
         let count_all = |query: &SearchQuery| {
             let st = search::count_statement(query);
-            let pool = self.pool.clone();
+            let pool = self.searches.clone();
             async move {
                 let row = pool.fetch_optional(&st.sql, &st.args, &[Col::Int]).await?;
                 Ok::<_, StoreError>(row.map_or(0, |r| r.int(0)))
@@ -542,7 +553,7 @@ impl Store for SqlStore {
             Col::OptInt,
             Col::Bytes,
         ];
-        let mut rows = self.pool.fetch_all(&st.sql, &st.args, &cols).await?;
+        let mut rows = self.searches.fetch_all(&st.sql, &st.args, &cols).await?;
         let has_more = rows.len() > query.count as usize;
         // A first page that holds every match is its own total: most searches (discovery by an
         // identifier) need no second query.
