@@ -422,19 +422,11 @@ async fn export_recovery(
     client: &reqwest::Client,
     base: &str,
 ) -> Result<Recovery> {
-    let resp = client
-        .get(format!("{base}/Group/list-1/$davinci-data-export"))
-        .header("Accept", "application/fhir+json")
-        .header("Prefer", "respond-async")
-        .send()
-        .await?
-        .error_for_status()?;
-    let location = resp
-        .headers()
-        .get("content-location")
-        .and_then(|v| v.to_str().ok())
-        .context("no Content-Location")?
-        .to_string();
+    let location = crate::bench_exports::kick_off(
+        client,
+        &format!("{base}/Group/list-1/$davinci-data-export"),
+    )
+    .await?;
     let status_path = location
         .strip_prefix(base)
         .context("a status URL under the base")?
@@ -483,19 +475,11 @@ async fn export_figures(
     // Reset the peak-RSS mark so the figure is the export's own.
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
     let t = Instant::now();
-    let resp = client
-        .get(format!("{base}/Group/list-1/$davinci-data-export"))
-        .header("Accept", "application/fhir+json")
-        .header("Prefer", "respond-async")
-        .send()
-        .await?
-        .error_for_status()?;
-    let location = resp
-        .headers()
-        .get("content-location")
-        .and_then(|v| v.to_str().ok())
-        .context("no Content-Location")?
-        .to_string();
+    let location = crate::bench_exports::kick_off(
+        client,
+        &format!("{base}/Group/list-1/$davinci-data-export"),
+    )
+    .await?;
     let manifest: serde_json::Value = loop {
         let r = client.get(&location).send().await?;
         match r.status().as_u16() {

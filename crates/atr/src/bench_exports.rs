@@ -140,8 +140,8 @@ pub async fn run(client: &reqwest::Client, base: &str, count: usize) -> Result<C
     })
 }
 
-async fn one_export(client: &reqwest::Client, url: &str) -> Result<(Duration, u64)> {
-    let t = Instant::now();
+/// Kicks off an export at `url` (`…/$davinci-data-export`) and returns its status URL.
+pub async fn kick_off(client: &reqwest::Client, url: &str) -> Result<String> {
     let resp = client
         .get(url)
         .header("Accept", "application/fhir+json")
@@ -151,12 +151,17 @@ async fn one_export(client: &reqwest::Client, url: &str) -> Result<(Duration, u6
     if resp.status().as_u16() != 202 {
         bail!("kick-off {url}: {} {}", resp.status(), resp.text().await?);
     }
-    let location = resp
+    Ok(resp
         .headers()
         .get("content-location")
         .and_then(|v| v.to_str().ok())
         .context("no Content-Location")?
-        .to_string();
+        .to_string())
+}
+
+async fn one_export(client: &reqwest::Client, url: &str) -> Result<(Duration, u64)> {
+    let t = Instant::now();
+    let location = kick_off(client, url).await?;
     loop {
         let r = client.get(&location).send().await?;
         match r.status().as_u16() {
