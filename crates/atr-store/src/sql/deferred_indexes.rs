@@ -7,10 +7,10 @@
 //! a resource's own index rows, a Group's current roster) stay, so replacing existing resources
 //! during a load is as correct and as fast as ever.
 //!
-//! A load that dies before its end leaves the indexes missing; [`restore`] runs each time a store
-//! is opened and builds whatever is missing, so no process ever serves from a half-indexed
-//! database for longer than the rebuild. Queries in between are slower, never wrong: every
-//! index here only speeds up lookups the tables can answer without it.
+//! A load that dies before its end leaves the indexes missing until the next store open (any
+//! `atr serve` or `atr load` start), where [`restore`] builds whatever is missing. Queries in
+//! between, and those of a server running during a load, are slower, never wrong: every index
+//! here only speeds up lookups the tables can answer without it.
 
 use super::db::{Col, Dialect, Pool};
 use crate::StoreError;
