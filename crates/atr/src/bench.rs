@@ -99,6 +99,11 @@ fn peak_rss_mb(pid: u32) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// Resets a process's peak-RSS mark (`VmHWM`), so the next reading is that of what follows.
+fn reset_peak_rss(pid: u32) {
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+}
+
 fn store_flags(dialect: &str, dir: &Path, pg: &str, schema: &str) -> Vec<String> {
     match dialect {
         "sqlite" => vec![
@@ -252,7 +257,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         }
 
         if args.runs("concurrent-exports") {
-            let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+            reset_peak_rss(pid);
             let c = crate::bench_exports::run(&client, &base, args.concurrent_exports).await?;
             let pct = |p: f64| {
                 ms(c.each[((c.each.len() as f64 * p) as usize).min(c.each.len() - 1)]) / 1000.0
@@ -439,20 +444,9 @@ async fn export_recovery(
     let (restarted, base) = spawn_server(exe, flags, server_args)?;
     let ready = killed.elapsed();
     let status = format!("{base}{status_path}");
-    loop {
-        let r = client.get(&status).send().await?;
-        match r.status().as_u16() {
-            202 => tokio::time::sleep(Duration::from_millis(50)).await,
-            200 => break,
-            other => bail!(
-                "export status after the restart {other}: {}",
-                r.text().await?
-            ),
-        }
-        if killed.elapsed() > Duration::from_secs(900) {
-            bail!("the interrupted export did not finish in 15 minutes");
-        }
-    }
+    crate::bench_exports::await_manifest(client, &status, Duration::from_millis(50), killed)
+        .await
+        .context("the interrupted export, after the restart")?;
     let done = killed.elapsed();
     let _ = client.delete(&status).send().await;
     drop(restarted);
@@ -472,25 +466,16 @@ async fn export_figures(
     pid: u32,
     token: &str,
 ) -> Result<()> {
-    // Reset the peak-RSS mark so the figure is the export's own.
-    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+    reset_peak_rss(pid);
     let t = Instant::now();
     let location = crate::bench_exports::kick_off(
         client,
         &format!("{base}/Group/list-1/$davinci-data-export"),
     )
     .await?;
-    let manifest: serde_json::Value = loop {
-        let r = client.get(&location).send().await?;
-        match r.status().as_u16() {
-            202 => tokio::time::sleep(Duration::from_millis(50)).await,
-            200 => break r.json().await?,
-            other => bail!("export status {other}: {}", r.text().await?),
-        }
-        if t.elapsed() > Duration::from_secs(900) {
-            bail!("export did not finish in 15 minutes");
-        }
-    };
+    let manifest =
+        crate::bench_exports::await_manifest(client, &location, Duration::from_millis(50), t)
+            .await?;
     let export_s = t.elapsed().as_secs_f64();
     let rss = peak_rss_mb(pid).unwrap_or(f64::NAN);
     let files = manifest["output"].as_array().cloned().unwrap_or_default();

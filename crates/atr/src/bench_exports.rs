@@ -20,8 +20,8 @@ pub fn list_id(k: usize) -> String {
 }
 
 /// Writes `count` Groups of `size` members each (cut from `list-1` in `data`/Group.ndjson) to
-/// `dir`/concurrent-lists.ndjson and loads them with `atr load`, unless an earlier run did
-/// (the marker file `concurrent-lists-<dialect>` says so).
+/// `dir`/concurrent-lists-<count>x<size>.ndjson and loads them with `atr load`, unless an earlier
+/// run did (the marker file `concurrent-lists-<dialect>-<count>x<size>` says so).
 pub fn prepare_lists(
     exe: &Path,
     flags: &[String],
@@ -35,7 +35,7 @@ pub fn prepare_lists(
     if marker.exists() {
         return Ok(());
     }
-    let file = dir.join("concurrent-lists.ndjson");
+    let file = dir.join(format!("concurrent-lists-{count}x{size}.ndjson"));
     if !file.exists() {
         write_lists(data, &file, count, size)?;
     }
@@ -159,26 +159,35 @@ pub async fn kick_off(client: &reqwest::Client, url: &str) -> Result<String> {
         .to_string())
 }
 
-async fn one_export(client: &reqwest::Client, url: &str) -> Result<(Duration, u64)> {
-    let t = Instant::now();
-    let location = kick_off(client, url).await?;
+/// Polls the status URL `location` every `every` until the manifest, which it returns; an
+/// export not done 15 minutes after `since` is an error.
+pub async fn await_manifest(
+    client: &reqwest::Client,
+    location: &str,
+    every: Duration,
+    since: Instant,
+) -> Result<serde_json::Value> {
     loop {
-        let r = client.get(&location).send().await?;
+        let r = client.get(location).send().await?;
         match r.status().as_u16() {
-            202 => tokio::time::sleep(Duration::from_millis(100)).await,
-            200 => {
-                let took = t.elapsed();
-                let manifest: serde_json::Value = r.json().await?;
-                let resources = manifest["output"].as_array().map_or(0, |files| {
-                    files.iter().filter_map(|f| f["count"].as_u64()).sum()
-                });
-                let _ = client.delete(&location).send().await;
-                return Ok((took, resources));
-            }
+            202 => tokio::time::sleep(every).await,
+            200 => return Ok(r.json().await?),
             other => bail!("export status {other}: {}", r.text().await?),
         }
-        if t.elapsed() > Duration::from_secs(900) {
+        if since.elapsed() > Duration::from_secs(900) {
             bail!("an export did not finish in 15 minutes");
         }
     }
+}
+
+async fn one_export(client: &reqwest::Client, url: &str) -> Result<(Duration, u64)> {
+    let t = Instant::now();
+    let location = kick_off(client, url).await?;
+    let manifest = await_manifest(client, &location, Duration::from_millis(100), t).await?;
+    let took = t.elapsed();
+    let resources = manifest["output"].as_array().map_or(0, |files| {
+        files.iter().filter_map(|f| f["count"].as_u64()).sum()
+    });
+    let _ = client.delete(&location).send().await;
+    Ok((took, resources))
 }
