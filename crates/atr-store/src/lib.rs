@@ -91,6 +91,8 @@ pub trait Store: Send + Sync + 'static {
     /// Prepares for a load of about `input_bytes` of NDJSON: when `defer` allows and the load is
     /// large next to what is stored, the store sets aside the secondary indexes that cost most to
     /// keep up row by row and builds them at [`Store::finish_bulk_load`]. Returns whether it did.
+    /// The store may also start work that runs beside the load's batches (SQLite: checkpoints);
+    /// call [`Store::finish_bulk_load`] after a begun load in every case, failed or not.
     /// A load that dies in between leaves a usable database: the store builds the missing
     /// indexes when it is next opened.
     async fn begin_bulk_load(
@@ -101,7 +103,16 @@ pub trait Store: Send + Sync + 'static {
         Ok(false)
     }
 
-    /// Ends a load begun by [`Store::begin_bulk_load`]: builds the indexes it set aside.
+    /// Tells a load begun by [`Store::begin_bulk_load`] that every resource other than a Group has
+    /// been written and only Groups follow. The store may build the indexes over those resources
+    /// that it set aside now, while the loader is still parsing Groups (Groups written afterwards
+    /// keep them up row by row).
+    async fn bulk_load_groups_next(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Ends a load begun by [`Store::begin_bulk_load`]: stops what it started beside the batches
+    /// and builds the indexes it set aside.
     async fn finish_bulk_load(&self) -> Result<(), StoreError> {
         Ok(())
     }

@@ -566,7 +566,35 @@ async fn a_bulk_load_with_indexes_set_aside_searches_like_one_without() {
             )
         };
         assert_eq!(ids(s, by_patient("moved")).await, ["c7"]);
+        // The loader's word that only Groups follow: the resource indexes come back now, and the
+        // Groups written after it are indexed row by row.
+        s.bulk_load_groups_next().await.expect("groups next");
+        s.load_batch(vec![write_of(
+            r#"{"resourceType":"Group","id":"g1","type":"person","actual":true,"identifier":[{"system":"contract","value":"k1"}],"member":[{"entity":{"reference":"Patient/p8"}}]}"#,
+            WriteMode::Upsert,
+        )])
+        .await
+        .expect("load group");
         s.finish_bulk_load().await.expect("finish");
+        let group_by = |clause: Clause| query(ResourceType::Group, vec![clause]);
+        assert_eq!(
+            ids(
+                s,
+                group_by(Clause::Token {
+                    param: "identifier",
+                    any_of: vec![TokenMatch {
+                        system: Some("contract".into()),
+                        code: Some("k1".into()),
+                    }],
+                })
+            )
+            .await,
+            ["g1"]
+        );
+        assert_eq!(
+            ids(s, group_by(Clause::Member(vec!["Patient/p8".into()]))).await,
+            ["g1"]
+        );
         assert_eq!(ids(s, by_patient("moved")).await, ["c7"]);
         assert!(ids(s, by_patient("p7")).await.is_empty(), "c7's old row");
         assert_eq!(ids(s, by_patient("p8")).await, ["c8"]);

@@ -175,10 +175,23 @@ struct Chunk {
 enum Work {
     Lines(Chunk),
     Failed(usize, anyhow::Error),
+    /// Every line before this was a resource other than a Group; Groups follow.
+    GroupsNext,
 }
 
-/// A parsed chunk: its file, and its writes or the first failure in it.
-type Parsed = (usize, Result<Vec<ResourceWrite>>);
+/// What a parser hands the collector: a parsed chunk (its file, and its writes or the first
+/// failure in it), or the reader's word that Groups follow.
+enum Parsed {
+    Chunk(usize, Result<Vec<ResourceWrite>>),
+    GroupsNext,
+}
+
+/// What the collector hands the store.
+enum ToStore {
+    Batch(Vec<ResourceWrite>),
+    /// Every resource other than a Group is in the batches sent before.
+    GroupsNext,
+}
 
 /// How many threads parse: parsing, validating and indexing is most of a load's work, and the
 /// store writes on one thread of its own.
@@ -209,10 +222,10 @@ pub async fn load_dir(
         .sum();
     let deferred = store.begin_bulk_load(input_bytes, defer).await?;
     let loaded = load_files(store, files, batch).await;
+    let finishing = Instant::now();
+    store.finish_bulk_load().await?;
     if deferred {
-        let building = Instant::now();
-        store.finish_bulk_load().await?;
-        tracing::info!(elapsed = ?building.elapsed(), "built the deferred indexes");
+        tracing::info!(elapsed = ?finishing.elapsed(), "built the deferred indexes");
     }
     let resources = loaded?;
     store.refresh_statistics().await?;
@@ -246,7 +259,7 @@ async fn load_files(store: &dyn Store, files: Arc<[PathBuf]>, batch: usize) -> R
             .name("atr-read".into())
             .spawn(move || read_chunks(&reader_files, to_parsers))?,
     );
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<ResourceWrite>>>(2);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<ToStore>>(2);
     threads.push(
         std::thread::Builder::new()
             .name("atr-collect".into())
@@ -257,8 +270,17 @@ async fn load_files(store: &dyn Store, files: Arc<[PathBuf]>, batch: usize) -> R
     // (PostgreSQL chose a whole-type index scan per batch: quadratic), so statistics are
     // refreshed as the tables grow, not only at the end.
     let mut refresh_at = STATISTICS_FIRST_AT;
-    while let Some(b) = rx.recv().await {
-        resources += store.load_batch(b?).await?;
+    while let Some(message) = rx.recv().await {
+        let b = match message? {
+            ToStore::Batch(b) => b,
+            ToStore::GroupsNext => {
+                let building = Instant::now();
+                store.bulk_load_groups_next().await?;
+                tracing::debug!(elapsed = ?building.elapsed(), "the resources before the Groups are indexed");
+                continue;
+            }
+        };
+        resources += store.load_batch(b).await?;
         if resources >= refresh_at {
             store.refresh_statistics().await?;
             refresh_at = resources.saturating_mul(4);
@@ -282,6 +304,11 @@ fn read_chunks(files: &[PathBuf], to_parsers: Vec<SyncSender<Work>>) {
         ok
     };
     for (index, file) in files.iter().enumerate() {
+        // `files_in` puts the Group file last: the store may start on the indexes of everything
+        // else while the parsers take the Groups (the largest of them alone for seconds).
+        if index > 0 && file.file_stem().is_some_and(|s| s == "Group") && !deal(Work::GroupsNext) {
+            return;
+        }
         let f = match std::fs::File::open(file) {
             Ok(f) => f,
             Err(e) => {
@@ -347,8 +374,9 @@ fn parse_chunks(
 ) {
     for w in work {
         let parsed = match w {
-            Work::Lines(chunk) => (chunk.file, parse_chunk(files, stamp_time, &chunk)),
-            Work::Failed(file, e) => (file, Err(e)),
+            Work::Lines(chunk) => Parsed::Chunk(chunk.file, parse_chunk(files, stamp_time, &chunk)),
+            Work::Failed(file, e) => Parsed::Chunk(file, Err(e)),
+            Work::GroupsNext => Parsed::GroupsNext,
         };
         if done.send(parsed).is_err() {
             return;
@@ -375,16 +403,33 @@ fn parse_chunk(files: &[PathBuf], stamp_time: i64, chunk: &Chunk) -> Result<Vec<
 fn collect(
     from_parsers: Vec<Receiver<Parsed>>,
     batch: usize,
-    out: tokio::sync::mpsc::Sender<Result<Vec<ResourceWrite>>>,
+    out: tokio::sync::mpsc::Sender<Result<ToStore>>,
 ) {
-    let send = |b: Result<Vec<ResourceWrite>>| out.blocking_send(b).is_ok();
+    let send = |b: Result<Vec<ResourceWrite>>| out.blocking_send(b.map(ToStore::Batch)).is_ok();
     let mut current: Vec<ResourceWrite> = Vec::with_capacity(batch);
     let mut current_file = None;
     // Parsers close their output once the reader is done and they have passed everything on; the
     // next chunk's parser closing means there is no next chunk.
     for seq in 0.. {
-        let Ok((file, parsed)) = from_parsers[seq % from_parsers.len()].recv() else {
+        let Ok(received) = from_parsers[seq % from_parsers.len()].recv() else {
             break;
+        };
+        let (file, parsed) = match received {
+            Parsed::Chunk(file, parsed) => (file, parsed),
+            Parsed::GroupsNext => {
+                if !current.is_empty()
+                    && !send(Ok(std::mem::replace(
+                        &mut current,
+                        Vec::with_capacity(batch),
+                    )))
+                {
+                    return;
+                }
+                if out.blocking_send(Ok(ToStore::GroupsNext)).is_err() {
+                    return;
+                }
+                continue;
+            }
         };
         // A file's last batch goes when the next file starts, even if that one fails at once.
         if current_file.is_some_and(|f| f != file)

@@ -49,9 +49,25 @@ pub(crate) async fn set_aside(pool: &Pool) -> Result<(), StoreError> {
     tx.commit().await
 }
 
-/// Builds the deferrable indexes that are missing; returns how many it built.
-pub(crate) async fn restore(pool: &Pool) -> Result<usize, StoreError> {
-    let missing = missing(pool).await?;
+/// Which of the set-aside indexes [`restore`] builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    All,
+    /// Those over resources, not over Group rosters: a load builds them once its resources other
+    /// than Groups are in, while it parses the Groups.
+    Resources,
+}
+
+impl Scope {
+    fn covers(self, definition: &str) -> bool {
+        self == Scope::All || !definition.starts_with("group_member ")
+    }
+}
+
+/// Builds the deferrable indexes in `scope` that are missing; returns how many it built.
+pub(crate) async fn restore(pool: &Pool, scope: Scope) -> Result<usize, StoreError> {
+    let mut missing = missing(pool).await?;
+    missing.retain(|(_, definition)| scope.covers(definition));
     if missing.is_empty() {
         return Ok(0);
     }

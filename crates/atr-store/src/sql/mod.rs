@@ -16,11 +16,13 @@ mod postgres;
 mod search;
 mod sqlite;
 mod sqlite_bulk;
+mod sqlite_checkpoint;
 mod sqlite_direct;
 mod statement;
 mod subscriptions;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use atr_model::ResourceType;
@@ -44,9 +46,21 @@ pub struct SqlStore {
     /// Where searches run: on PostgreSQL a pool of its own whose sessions cache plans; on SQLite
     /// the same pool.
     searches: Pool,
+    /// SQLite, between `begin_bulk_load` and `finish_bulk_load`: the load's checkpointer (shared
+    /// by clones, like the pool).
+    bulk_checkpoint: Arc<std::sync::Mutex<Option<Arc<sqlite_checkpoint::BackgroundCheckpoint>>>>,
 }
 
 impl SqlStore {
+    fn bulk_checkpoint(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Option<Arc<sqlite_checkpoint::BackgroundCheckpoint>>> {
+        // Nothing can be left half-done under this lock: a poisoned one holds a usable value.
+        self.bulk_checkpoint
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Opens the database at `url` (`sqlite://PATH`, `sqlite:PATH` or `postgres://…`) and brings
     /// its schema up to date.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
@@ -96,10 +110,11 @@ impl SqlStore {
         };
         migrate::run(&pool, migrations).await?;
         // A bulk load that died left indexes unbuilt.
-        deferred_indexes::restore(&pool).await?;
+        deferred_indexes::restore(&pool, deferred_indexes::Scope::All).await?;
         Ok(SqlStore {
             searches: pool.clone(),
             pool,
+            bulk_checkpoint: Arc::default(),
         })
     }
 
@@ -621,9 +636,19 @@ impl Store for SqlStore {
             let path = p.connect_options().get_filename().to_path_buf();
             let mut batch = others;
             batch.extend(groups);
-            let outcome = tokio::task::spawn_blocking(move || sqlite_bulk::load(&path, batch))
-                .await
-                .map_err(|e| StoreError::Direct(format!("the bulk writer failed: {e}")))??;
+            let checkpoint = self.bulk_checkpoint().clone();
+            let outcome = tokio::task::spawn_blocking(move || {
+                if let Some(c) = &checkpoint {
+                    c.wait_for_room();
+                }
+                let outcome = sqlite_bulk::load(&path, batch, checkpoint.is_some());
+                if let Some(c) = &checkpoint {
+                    c.committed();
+                }
+                outcome
+            })
+            .await
+            .map_err(|e| StoreError::Direct(format!("the bulk writer failed: {e}")))??;
             // Freeing a batch of parsed resources takes a good fraction of the time it took to
             // write them: let another thread do it while the next batch is written.
             let spent = outcome.spent;
@@ -651,6 +676,15 @@ impl Store for SqlStore {
         input_bytes: u64,
         defer: DeferIndexes,
     ) -> Result<bool, StoreError> {
+        if let Pool::Sqlite(p) = &self.pool {
+            let path = p.connect_options().get_filename().to_path_buf();
+            let started = tokio::task::spawn_blocking(move || {
+                sqlite_checkpoint::BackgroundCheckpoint::start(&path)
+            })
+            .await
+            .map_err(|e| StoreError::Direct(format!("the checkpointer failed to start: {e}")))??;
+            *self.bulk_checkpoint() = Some(Arc::new(started));
+        }
         let stored = self.stored_bytes().await?;
         if !defer.applies(input_bytes, stored) {
             return Ok(false);
@@ -660,7 +694,17 @@ impl Store for SqlStore {
     }
 
     async fn finish_bulk_load(&self) -> Result<(), StoreError> {
-        deferred_indexes::restore(&self.pool).await?;
+        let checkpoint = self.bulk_checkpoint().take();
+        // Its last checkpoint and the thread's end wait on the disk: not on the runtime.
+        tokio::task::spawn_blocking(move || drop(checkpoint))
+            .await
+            .map_err(|e| StoreError::Direct(format!("the checkpointer failed: {e}")))?;
+        deferred_indexes::restore(&self.pool, deferred_indexes::Scope::All).await?;
+        Ok(())
+    }
+
+    async fn bulk_load_groups_next(&self) -> Result<(), StoreError> {
+        deferred_indexes::restore(&self.pool, deferred_indexes::Scope::Resources).await?;
         Ok(())
     }
 

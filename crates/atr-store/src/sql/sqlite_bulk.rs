@@ -105,10 +105,20 @@ pub(crate) struct BulkOutcome {
 
 /// Writes `batch` to the SQLite file at `path` in one transaction (runs on a blocking thread):
 /// every resource without members, and every Group that is new. A batch naming one id twice fails
-/// with `AlreadyExists` before anything is written.
-pub(crate) fn load(path: &Path, batch: Vec<ResourceWrite>) -> Result<BulkOutcome, StoreError> {
+/// with `AlreadyExists` before anything is written. With `checkpointed_elsewhere` (a
+/// [`super::sqlite_checkpoint::BackgroundCheckpoint`] runs) the commit never checkpoints.
+pub(crate) fn load(
+    path: &Path,
+    batch: Vec<ResourceWrite>,
+    checkpointed_elsewhere: bool,
+) -> Result<BulkOutcome, StoreError> {
     reject_duplicates(&batch)?;
-    let mut conn = open(path)?;
+    let autocheckpoint = if checkpointed_elsewhere {
+        0
+    } else {
+        WAL_AUTOCHECKPOINT
+    };
+    let mut conn = open(path, autocheckpoint)?;
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(err)?;
@@ -188,7 +198,7 @@ fn write_new_group(
 
 /// A connection of its own per batch: keeping one between batches measured no faster, and this
 /// way nothing outlives the store.
-fn open(path: &Path) -> Result<Connection, StoreError> {
+fn open(path: &Path, autocheckpoint: u32) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -199,7 +209,7 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
     // power loss but never consistency; a page cache that holds a batch's dirty pages.
     conn.execute_batch(&format!(
         "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536; \
-         PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT};"
+         PRAGMA wal_autocheckpoint = {autocheckpoint};"
     ))
     .map_err(err)?;
     Ok(conn)
