@@ -683,7 +683,13 @@ impl Store for SqlStore {
             })
             .await
             .map_err(|e| StoreError::Direct(format!("the checkpointer failed to start: {e}")))??;
-            *self.bulk_checkpoint() = Some(Arc::new(started));
+            let previous = self.bulk_checkpoint().replace(Arc::new(started));
+            // A load begun twice: the first checkpointer's end waits on the disk, off the runtime.
+            if previous.is_some() {
+                tokio::task::spawn_blocking(move || drop(previous))
+                    .await
+                    .map_err(|e| StoreError::Direct(format!("the checkpointer failed: {e}")))?;
+            }
         }
         let stored = self.stored_bytes().await?;
         if !defer.applies(input_bytes, stored) {
