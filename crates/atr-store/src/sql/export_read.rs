@@ -485,13 +485,11 @@ fn sorted(ids: &IdSet) -> Vec<(usize, &str)> {
 
 mod sqlite {
     use rusqlite::types::ValueRef;
-    use rusqlite::{Connection, OpenFlags, OptionalExtension, params_from_iter};
+    use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
     use super::*;
 
-    fn err(e: rusqlite::Error) -> StoreError {
-        StoreError::Direct(e.to_string())
-    }
+    use crate::sql::sqlite::{DirectMode, direct_err as err, open_direct};
 
     fn bind(args: &[Arg]) -> Vec<rusqlite::types::Value> {
         use rusqlite::types::Value;
@@ -539,13 +537,7 @@ mod sqlite {
     /// A read-only connection with a small page cache and temporary b-trees on disk, so an
     /// export's memory stays flat whatever the list's size.
     fn open(path: &std::path::Path) -> Result<Connection, StoreError> {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))
-            .map_err(err)?;
+        let conn = open_direct(path, DirectMode::Read, std::time::Duration::from_secs(30))?;
         conn.execute_batch(
             "PRAGMA cache_size = -2048; PRAGMA temp.cache_size = -2048; PRAGMA temp_store = FILE; BEGIN",
         )

@@ -42,6 +42,38 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     },
 ];
 
+/// How a connection of our own, beside the pool, opens the file.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum DirectMode {
+    Read,
+    Write,
+}
+
+/// A rusqlite connection to the store's file beside the sqlx pool, for work that runs on a
+/// blocking thread of its own (roster streams, exports, bulk writes, checkpoints). It waits up to
+/// `busy` for a lock.
+pub(crate) fn open_direct(
+    path: &Path,
+    mode: DirectMode,
+    busy: Duration,
+) -> Result<rusqlite::Connection, StoreError> {
+    use rusqlite::OpenFlags;
+    let access = match mode {
+        DirectMode::Read => OpenFlags::SQLITE_OPEN_READ_ONLY,
+        DirectMode::Write => OpenFlags::SQLITE_OPEN_READ_WRITE,
+    };
+    let conn =
+        rusqlite::Connection::open_with_flags(path, access | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(direct_err)?;
+    conn.busy_timeout(busy).map_err(direct_err)?;
+    Ok(conn)
+}
+
+/// A rusqlite error as the store's.
+pub(crate) fn direct_err(e: rusqlite::Error) -> StoreError {
+    StoreError::Direct(e.to_string())
+}
+
 pub(crate) async fn connect(url: &str) -> Result<sqlx::SqlitePool, StoreError> {
     let options = SqliteConnectOptions::from_str(url)?;
     connect_with(options).await

@@ -14,13 +14,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use atr_model::ResourceType;
-use rusqlite::{CachedStatement, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, TransactionBehavior};
 
+use super::sqlite::{DirectMode, direct_err as err, open_direct};
 use crate::{Prestamped, ResourceWrite, StoreError};
-
-fn err(e: rusqlite::Error) -> StoreError {
-    StoreError::Direct(e.to_string())
-}
 
 /// The statements of one batch, prepared (or taken from the cache) once per batch so the hot loop
 /// neither hashes SQL text nor compiles anything.
@@ -199,12 +196,7 @@ fn write_new_group(
 /// A connection of its own per batch: keeping one between batches measured no faster, and this
 /// way nothing outlives the store.
 fn open(path: &Path, autocheckpoint: u32) -> Result<Connection, StoreError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(err)?;
-    conn.busy_timeout(Duration::from_secs(30)).map_err(err)?;
+    let conn = open_direct(path, DirectMode::Write, Duration::from_secs(30))?;
     // The pool's settings: WAL (kept in the file) with NORMAL, which may lose the last commits on
     // power loss but never consistency; a page cache that holds a batch's dirty pages.
     conn.execute_batch(&format!(

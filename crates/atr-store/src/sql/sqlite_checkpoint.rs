@@ -23,8 +23,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 
+use super::sqlite::{DirectMode, direct_err as err, open_direct};
 use crate::StoreError;
 
 /// Log frames (pages) past which the writer waits for the checkpointer to catch up, so that its
@@ -80,13 +81,8 @@ impl BackgroundCheckpoint {
     }
 
     fn start_with_limit(path: &Path, max_log_frames: u64) -> Result<Self, StoreError> {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(err)?;
         // Only the truncating last checkpoint waits for others.
-        conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
+        let conn = open_direct(path, DirectMode::Write, Duration::from_secs(5))?;
         // The pool's durability: a checkpoint syncs the log before it copies, the file after.
         conn.execute_batch("PRAGMA synchronous = NORMAL")
             .map_err(err)?;
@@ -183,10 +179,6 @@ fn run(conn: &Connection, shared: &Shared) -> Result<(), StoreError> {
                 .wait_timeout_while(st, IDLE, |st| st.commits == commits && !st.stop);
         }
     }
-}
-
-fn err(e: rusqlite::Error) -> StoreError {
-    StoreError::Direct(e.to_string())
 }
 
 #[cfg(test)]

@@ -9,14 +9,11 @@ use std::path::PathBuf;
 
 use atr_model::group::{shown_change_type, write_member};
 use bytes::Bytes;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 use tokio::sync::mpsc;
 
+use super::sqlite::{DirectMode, direct_err as err, open_direct};
 use crate::StoreError;
-
-fn err(e: rusqlite::Error) -> StoreError {
-    StoreError::Direct(e.to_string())
-}
 
 /// Streams the members of `group_id` at `version` into `out` (runs on a blocking thread).
 pub(crate) fn stream(
@@ -40,13 +37,7 @@ fn pump(
     chunk: usize,
     out: &mpsc::Sender<Result<Bytes, StoreError>>,
 ) -> Result<(), StoreError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(err)?;
-    conn.busy_timeout(std::time::Duration::from_secs(30))
-        .map_err(err)?;
+    let conn = open_direct(path, DirectMode::Read, std::time::Duration::from_secs(30))?;
     // One read transaction: the version check and the rows see the same snapshot.
     conn.execute_batch("BEGIN").map_err(err)?;
     let current: Option<i64> = conn
