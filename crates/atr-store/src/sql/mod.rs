@@ -641,7 +641,8 @@ impl Store for SqlStore {
                 if let Some(c) = &checkpoint {
                     c.wait_for_room();
                 }
-                let outcome = sqlite_bulk::load(&path, batch, checkpoint.is_some());
+                let elsewhere = checkpoint.as_ref().is_some_and(|c| c.is_running());
+                let outcome = sqlite_bulk::load(&path, batch, elsewhere);
                 if let Some(c) = &checkpoint {
                     c.committed();
                 }

@@ -129,6 +129,12 @@ impl BackgroundCheckpoint {
         });
     }
 
+    /// Whether the thread still checkpoints. A writer must not turn its own checkpoints off
+    /// otherwise: nothing would keep the log from growing.
+    pub(crate) fn is_running(&self) -> bool {
+        self.shared.lock().running
+    }
+
     /// Call after each commit: wakes the checkpointer.
     pub(crate) fn committed(&self) {
         self.shared.lock().commits += 1;
