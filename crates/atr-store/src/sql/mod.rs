@@ -51,6 +51,19 @@ pub struct SqlStore {
     bulk_checkpoint: Arc<std::sync::Mutex<Option<Arc<sqlite_checkpoint::BackgroundCheckpoint>>>>,
 }
 
+/// Stops a load's checkpointer: its last checkpoint and the thread's end wait on the disk, so not
+/// on the runtime.
+async fn end_checkpoint(
+    checkpoint: Option<Arc<sqlite_checkpoint::BackgroundCheckpoint>>,
+) -> Result<(), StoreError> {
+    if checkpoint.is_none() {
+        return Ok(());
+    }
+    tokio::task::spawn_blocking(move || drop(checkpoint))
+        .await
+        .map_err(|e| StoreError::Direct(format!("the checkpointer failed: {e}")))
+}
+
 impl SqlStore {
     fn bulk_checkpoint(
         &self,
@@ -684,13 +697,9 @@ impl Store for SqlStore {
             })
             .await
             .map_err(|e| StoreError::Direct(format!("the checkpointer failed to start: {e}")))??;
+            // A load begun twice ends its first checkpointer.
             let previous = self.bulk_checkpoint().replace(Arc::new(started));
-            // A load begun twice: the first checkpointer's end waits on the disk, off the runtime.
-            if previous.is_some() {
-                tokio::task::spawn_blocking(move || drop(previous))
-                    .await
-                    .map_err(|e| StoreError::Direct(format!("the checkpointer failed: {e}")))?;
-            }
+            end_checkpoint(previous).await?;
         }
         let stored = self.stored_bytes().await?;
         if !defer.applies(input_bytes, stored) {
@@ -702,10 +711,7 @@ impl Store for SqlStore {
 
     async fn finish_bulk_load(&self) -> Result<(), StoreError> {
         let checkpoint = self.bulk_checkpoint().take();
-        // Its last checkpoint and the thread's end wait on the disk: not on the runtime.
-        tokio::task::spawn_blocking(move || drop(checkpoint))
-            .await
-            .map_err(|e| StoreError::Direct(format!("the checkpointer failed: {e}")))?;
+        end_checkpoint(checkpoint).await?;
         deferred_indexes::restore(&self.pool, deferred_indexes::Scope::All).await?;
         Ok(())
     }
