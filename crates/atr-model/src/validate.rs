@@ -107,23 +107,25 @@ pub fn validate_group_member(profile: GroupProfile, member: &Value, index: usize
     check_entries_not_empty(obj, &mut path, None, &mut f);
     check_extension_urls(obj, &path, &mut f);
 
+    // One path, extended and cut back: a roster has a million members.
+    let member_len = path.len();
+    path.push_str(".entity");
     match obj.get("entity") {
         None => f.error(
             "required",
-            format!("{path}.entity"),
+            path.as_str(),
             "Group.member.entity is required: a reference to the member's Patient",
         ),
-        Some(entity) => check_reference(
-            entity,
-            &format!("{path}.entity"),
-            &["Patient"],
-            Needs::Reference,
-            &mut f,
-        ),
+        Some(entity) => check_reference(entity, &path, &["Patient"], Needs::Reference, &mut f),
     }
+    path.truncate(member_len);
 
     match obj.get("period") {
-        Some(period) => check_period(period, &format!("{path}.period"), &mut f),
+        Some(period) => {
+            path.push_str(".period");
+            check_period(period, &path, &mut f);
+            path.truncate(member_len);
+        }
         // The IG says the attribution period SHALL be given, but the profile keeps member.period
         // 0..1 and lists are built up over time, so a missing period must not block a write.
         None if profile == GroupProfile::AttributionList => f.warning(
@@ -426,24 +428,16 @@ fn check_member_extensions(member: &Value, path: &str, f: &mut Findings) {
         ),
     ];
     for (url, name, targets) in reference_extensions {
-        let at = ext_path(path, url);
+        let mut at = ext_path(path, url);
         if let Some(ext) = single_extension(member, url, &at, f) {
+            at.push_str(".valueReference");
             match ext.get("valueReference") {
                 None => f.error(
                     "required",
-                    format!("{at}.valueReference"),
-                    format!(
-                        "{name} needs a valueReference to a {}",
-                        targets.join(" or ")
-                    ),
+                    at,
+                    format!("{name} needs a valueReference to a {}", Targets(targets)),
                 ),
-                Some(r) => check_reference(
-                    r,
-                    &format!("{at}.valueReference"),
-                    targets,
-                    Needs::Reference,
-                    f,
-                ),
+                Some(r) => check_reference(r, &at, targets, Needs::Reference, f),
             }
         }
     }
@@ -896,7 +890,8 @@ enum Needs {
 /// `reference` points to one of `targets`.
 fn check_reference(r: &Value, at: &str, targets: &[&str], needs: Needs, f: &mut Findings) {
     let Some(r) = f.object(r, at) else { return };
-    let expected = targets.join(" or ");
+    // Spelled out only for a message: most references are fine.
+    let expected = Targets(targets);
     match r.get("reference") {
         None => match needs {
             Needs::Reference => f.error(
@@ -934,6 +929,15 @@ fn check_reference(r: &Value, at: &str, targets: &[&str], needs: Needs, f: &mut 
             format!("{at}.reference"),
             "Reference.reference must be a string",
         ),
+    }
+}
+
+/// Reference targets as a message names them: `Practitioner or PractitionerRole`.
+struct Targets<'a>(&'a [&'a str]);
+
+impl std::fmt::Display for Targets<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join(" or "))
     }
 }
 

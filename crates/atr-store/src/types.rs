@@ -64,6 +64,17 @@ impl ResourceWrite {
         }
     }
 
+    /// Takes `body`, already stamped as `version` at `last_updated` (the bulk loader writes it from
+    /// the text it read), and frees the tree as [`Self::prestamp`] does.
+    pub fn prestamp_with(&mut self, version: i64, last_updated: i64, body: Vec<u8>) {
+        self.prestamped = Some(Prestamped {
+            version,
+            last_updated,
+            body,
+        });
+        self.resource = Value::Null;
+    }
+
     /// The resource, to stamp for a version other than the prestamped one.
     pub fn take_resource(&mut self) -> Result<Value, serde_json::Error> {
         Prestamped::take_resource(&mut self.resource, self.prestamped.as_ref())

@@ -13,6 +13,7 @@ use atr_model::ResourceType;
 use atr_server::ingest::{IngestError, prepare, prepare_parsed};
 use atr_store::{DeferIndexes, ResourceWrite, Store, WriteMode};
 use clap::{Args, ValueEnum};
+use serde_json::value::RawValue;
 
 use crate::StoreArgs;
 
@@ -94,9 +95,15 @@ fn files_in(path: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Reads one NDJSON line into a write, naming file and line in errors. Each line is parsed once;
-/// a Group line goes to the roster splitter instead, which never builds its members as values.
-fn parse_line(file: &Path, line_no: usize, line: &str) -> Result<ResourceWrite> {
+/// Reads one NDJSON line into a write stamped as version 1 at `stamped` (an instant and its
+/// text), naming file and line in errors. Each line is parsed once; a Group line goes to the
+/// roster splitter instead, which never builds its members as values.
+fn parse_line(
+    file: &Path,
+    line_no: usize,
+    line: &str,
+    stamped: (i64, &str),
+) -> Result<ResourceWrite> {
     let at = || format!("{}:{line_no}", file.display());
     // Not `..200`: a character may straddle byte 200, and slicing there would panic.
     let head = &line[..line.floor_char_boundary(200)];
@@ -110,10 +117,14 @@ fn parse_line(file: &Path, line_no: usize, line: &str) -> Result<ResourceWrite> 
             ResourceType::Group,
             id.clone(),
             prepare(ResourceType::Group, &id, line, WriteMode::Upsert),
+            None,
         )
     } else {
-        let value: serde_json::Value =
+        let members: TopLevel =
             serde_json::from_str(line).with_context(|| format!("{}: not a JSON object", at()))?;
+        let value = members
+            .tree()
+            .with_context(|| format!("{}: not a JSON object", at()))?;
         let rtype: ResourceType = value
             .get("resourceType")
             .and_then(|v| v.as_str())
@@ -126,11 +137,16 @@ fn parse_line(file: &Path, line_no: usize, line: &str) -> Result<ResourceWrite> 
             .with_context(|| format!("{}: the resource has no id", at()))?
             .to_string();
         check_id(&id, &at)?;
+        // Names given twice leave the tree with the last value only: the body is then written
+        // from the tree, as the REST API would.
+        let distinct = value
+            .as_object()
+            .is_some_and(|o| o.len() == members.0.len());
         let prepared = prepare_parsed(rtype, &id, value, WriteMode::Upsert);
-        (rtype, id, prepared)
+        (rtype, id, prepared, distinct.then_some(members))
     };
-    let (rtype, id, prepared) = prepared;
-    prepared.map_err(|e| match e {
+    let (rtype, id, prepared, members) = prepared;
+    let mut write = prepared.map_err(|e| match e {
         IngestError::Invalid(issues) => {
             let list: Vec<String> = issues
                 .iter()
@@ -146,7 +162,82 @@ fn parse_line(file: &Path, line_no: usize, line: &str) -> Result<ResourceWrite> 
             anyhow::anyhow!("{}: {rtype}/{id} is invalid: {}", at(), list.join("; "))
         }
         other => anyhow::anyhow!("{}: {other}", at()),
-    })
+    })?;
+    // Most loads create: stamp version 1 here, in parallel, and let the store re-stamp the few
+    // that already exist.
+    let (stamp_time, stamp_text) = stamped;
+    match members {
+        Some(members) => {
+            let body = atr_model::meta::stamp_text(&members.borrowed(), &id, 1, stamp_text)
+                .with_context(|| format!("{}: not a JSON object", at()))?;
+            write.prestamp_with(1, stamp_time, body);
+        }
+        None => write.prestamp(1, stamp_time),
+    }
+    Ok(write)
+}
+
+/// A JSON object's members as written: names (decoded) and their values' text, in order.
+struct TopLevel<'a>(Vec<(std::borrow::Cow<'a, str>, &'a RawValue)>);
+
+impl TopLevel<'_> {
+    /// The object as a tree, parsed member by member.
+    fn tree(&self) -> serde_json::Result<serde_json::Value> {
+        let mut map = serde_json::Map::with_capacity(self.0.len());
+        for (name, value) in &self.0 {
+            map.insert(name.to_string(), serde_json::from_str(value.get())?);
+        }
+        Ok(serde_json::Value::Object(map))
+    }
+
+    fn borrowed(&self) -> Vec<(&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_ref(), v.get())).collect()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TopLevel<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = TopLevel<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::with_capacity(16);
+                while let Some(name) = map.next_key::<Name<'de>>()? {
+                    members.push((name.0, map.next_value::<&'de RawValue>()?));
+                }
+                Ok(TopLevel(members))
+            }
+        }
+        d.deserialize_map(Members)
+    }
+}
+
+/// A member name, borrowed from the line unless it had escapes.
+struct Name<'a>(std::borrow::Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Name<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl<'de> serde::de::Visitor<'de> for Text {
+            type Value = Name<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Name(v.into()))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Name(v.to_owned().into()))
+            }
+        }
+        d.deserialize_str(Text)
+    }
 }
 
 fn check_id(id: &str, at: &dyn Fn() -> String) -> Result<()> {
@@ -294,6 +385,11 @@ async fn load_files(store: &dyn Store, files: Arc<[PathBuf]>, batch: usize) -> R
     Ok(resources)
 }
 
+/// A line longer than this makes the reader set aside room for the rest of its file at once: a
+/// million-member Group is one line of ~600 MB, and growing a buffer to that by doubling touches
+/// twice the memory, each new page faulted and zeroed by the kernel (seconds on this machine).
+const LONG_LINE: usize = 64 << 20;
+
 /// The reader thread: deals chunks of lines to the parsers in turn. Returns early when they are
 /// gone (the load stopped).
 fn read_chunks(files: &[PathBuf], to_parsers: Vec<SyncSender<Work>>) {
@@ -319,49 +415,131 @@ fn read_chunks(files: &[PathBuf], to_parsers: Vec<SyncSender<Work>>) {
                 return;
             }
         };
+        let mut unread = f.metadata().map_or(0, |m| m.len());
         let mut reader = std::io::BufReader::with_capacity(1 << 20, f);
-        let new_chunk = || Chunk {
-            file: index,
-            text: String::with_capacity(CHUNK_BYTES / 2),
-            lines: Vec::with_capacity(CHUNK_LINES),
-        };
-        let mut chunk = new_chunk();
+        let mut pending = PendingChunk::new();
         let mut line_no = 0;
         loop {
-            let start = chunk.text.len();
-            match reader.read_line(&mut chunk.text) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) => {
-                    if !chunk.lines.is_empty() && !deal(Work::Lines(chunk)) {
-                        return;
-                    }
-                    deal(Work::Failed(
+            let start = pending.text.len();
+            let mut made_room = false;
+            // One line, its newline included, appended to the chunk's bytes.
+            let read = loop {
+                let buf = match reader.fill_buf() {
+                    Ok(buf) => buf,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => break Err(e),
+                };
+                if buf.is_empty() {
+                    break Ok(());
+                }
+                let (taken, ends) = match memchr::memchr(b'\n', buf) {
+                    Some(i) => (i + 1, true),
+                    None => (buf.len(), false),
+                };
+                if !made_room && pending.text.len() - start + taken > LONG_LINE {
+                    pending
+                        .text
+                        .reserve(usize::try_from(unread).unwrap_or(0).max(taken));
+                    made_room = true;
+                }
+                pending.text.extend_from_slice(&buf[..taken]);
+                reader.consume(taken);
+                unread = unread.saturating_sub(taken as u64);
+                if ends {
+                    break Ok(());
+                }
+            };
+            if let Err(e) = read {
+                pending.text.truncate(start);
+                let (chunk, bad) = pending.finish(index, file);
+                if chunk.is_some_and(|c| !deal(Work::Lines(c))) {
+                    return;
+                }
+                deal(bad.unwrap_or_else(|| {
+                    Work::Failed(
                         index,
                         anyhow::anyhow!("{}:{}: {e}", file.display(), line_no + 1),
-                    ));
+                    )
+                }));
+                return;
+            }
+            if pending.text.len() == start {
+                break;
+            }
+            line_no += 1;
+            let line = &pending.text[start..];
+            let from = start + line.len() - line.trim_ascii_start().len();
+            let to = from + pending.text[from..].trim_ascii_end().len();
+            if from == to {
+                pending.text.truncate(start);
+                continue;
+            }
+            pending.lines.push((line_no, from..to));
+            if pending.lines.len() >= CHUNK_LINES || pending.text.len() >= CHUNK_BYTES {
+                let (chunk, bad) =
+                    std::mem::replace(&mut pending, PendingChunk::new()).finish(index, file);
+                if chunk.is_some_and(|c| !deal(Work::Lines(c))) {
+                    return;
+                }
+                if let Some(bad) = bad {
+                    deal(bad);
                     return;
                 }
             }
-            line_no += 1;
-            let line = &chunk.text[start..];
-            let trimmed = line.trim_start();
-            let from = start + (line.len() - trimmed.len());
-            let to = from + trimmed.trim_end().len();
-            if from == to {
-                chunk.text.truncate(start);
-                continue;
-            }
-            chunk.lines.push((line_no, from..to));
-            if (chunk.lines.len() >= CHUNK_LINES || chunk.text.len() >= CHUNK_BYTES)
-                && !deal(Work::Lines(std::mem::replace(&mut chunk, new_chunk())))
-            {
-                return;
-            }
         }
-        if !chunk.lines.is_empty() && !deal(Work::Lines(chunk)) {
+        let (chunk, bad) = pending.finish(index, file);
+        if chunk.is_some_and(|c| !deal(Work::Lines(c))) {
             return;
         }
+        if let Some(bad) = bad {
+            deal(bad);
+            return;
+        }
+    }
+}
+
+/// Lines read as bytes, not yet checked to be text.
+struct PendingChunk {
+    text: Vec<u8>,
+    lines: Vec<(usize, Range<usize>)>,
+}
+
+impl PendingChunk {
+    fn new() -> Self {
+        PendingChunk {
+            text: Vec::with_capacity(CHUNK_BYTES / 2),
+            lines: Vec::with_capacity(CHUNK_LINES),
+        }
+    }
+
+    /// The chunk of file number `file` as text (checked once, whole), or, if a line is not UTF-8,
+    /// the lines before it and the failure naming that line.
+    fn finish(mut self, file: usize, path: &Path) -> (Option<Chunk>, Option<Work>) {
+        let mut bad = None;
+        if let Err(e) = std::str::from_utf8(&self.text) {
+            let at = e.valid_up_to();
+            let first_bad = self.lines.partition_point(|(_, r)| r.end <= at);
+            let line_no = self.lines.get(first_bad).map_or(0, |(n, _)| *n);
+            bad = Some(Work::Failed(
+                file,
+                anyhow::anyhow!("{}:{line_no}: the line is not UTF-8 text", path.display()),
+            ));
+            let cut = self.lines.get(first_bad).map_or(at, |(_, r)| r.start);
+            self.lines.truncate(first_bad);
+            self.text.truncate(cut);
+        }
+        if self.lines.is_empty() {
+            return (None, bad);
+        }
+        let text = String::from_utf8(self.text).unwrap_or_default();
+        (
+            Some(Chunk {
+                file,
+                text,
+                lines: self.lines,
+            }),
+            bad,
+        )
     }
 }
 
@@ -386,13 +564,15 @@ fn parse_chunks(
 
 fn parse_chunk(files: &[PathBuf], stamp_time: i64, chunk: &Chunk) -> Result<Vec<ResourceWrite>> {
     let file = &files[chunk.file];
+    let stamp_text = atr_model::instant::fhir_instant(stamp_time);
     let mut writes = Vec::with_capacity(chunk.lines.len());
     for (line_no, range) in &chunk.lines {
-        let mut w = parse_line(file, *line_no, &chunk.text[range.clone()])?;
-        // Most loads create: stamp version 1 here, in parallel, and let the store re-stamp the
-        // few that already exist.
-        w.prestamp(1, stamp_time);
-        writes.push(w);
+        writes.push(parse_line(
+            file,
+            *line_no,
+            &chunk.text[range.clone()],
+            (stamp_time, &stamp_text),
+        )?);
     }
     Ok(writes)
 }
@@ -465,5 +645,130 @@ fn collect(
     }
     if !current.is_empty() {
         send(Ok(current));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Everything the reader deals for `files`, in order.
+    fn read_all(files: Vec<PathBuf>) -> Vec<Work> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(2);
+        let reader = std::thread::spawn(move || read_chunks(&files, vec![tx]));
+        let dealt: Vec<Work> = rx.into_iter().collect();
+        reader.join().expect("reader");
+        dealt
+    }
+
+    fn lines_of(dealt: &[Work]) -> Vec<(usize, String)> {
+        dealt
+            .iter()
+            .filter_map(|w| match w {
+                Work::Lines(c) => Some(c),
+                _ => None,
+            })
+            .flat_map(|c| {
+                c.lines
+                    .iter()
+                    .map(|(n, r)| (*n, c.text[r.clone()].to_string()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_line_longer_than_the_room_set_aside_is_read_whole_between_its_neighbours() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("Group.ndjson");
+        let long = "x".repeat(LONG_LINE + 3 * (1 << 20) + 7);
+        std::fs::write(&path, format!("a\n{long}\r\n  \nc")).expect("write");
+        let dealt = read_all(vec![path]);
+        assert!(dealt.iter().all(|w| matches!(w, Work::Lines(_))));
+        let lines = lines_of(&dealt);
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0], (1, "a".to_string()));
+        assert_eq!(lines[1].0, 2);
+        assert!(lines[1].1 == long, "the long line comes back whole");
+        assert_eq!(lines[2], (4, "c".to_string()));
+    }
+
+    #[test]
+    fn a_line_that_is_not_text_fails_naming_it_after_the_lines_before_it() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("Patient.ndjson");
+        let mut bytes = b"{\"a\":1}\n\n{\"b\":2}\n{\"c\":\"".to_vec();
+        bytes.extend_from_slice(&[0xff, 0xfe]);
+        bytes.extend_from_slice(b"\"}\n{\"d\":4}\n");
+        std::fs::write(&path, bytes).expect("write");
+        let dealt = read_all(vec![path]);
+        assert_eq!(
+            lines_of(&dealt),
+            vec![(1, "{\"a\":1}".to_string()), (3, "{\"b\":2}".to_string())]
+        );
+        let Some(Work::Failed(0, e)) = dealt.last() else {
+            panic!("the read ends with the failure");
+        };
+        let message = e.to_string();
+        assert!(
+            message.contains("Patient.ndjson:4:") && message.contains("not UTF-8"),
+            "{message}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod stamping_tests {
+    use super::*;
+
+    fn example(name: &str) -> String {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/atr-ig/examples")
+            .join(name);
+        let text = std::fs::read_to_string(path).expect("IG example");
+        serde_json::from_str::<serde_json::Value>(&text)
+            .expect("json")
+            .to_string()
+    }
+
+    fn body(w: &ResourceWrite) -> serde_json::Value {
+        let p = w.prestamped.as_ref().expect("stamped as version 1");
+        assert_eq!((p.version, p.last_updated), (1, 5_000_000));
+        serde_json::from_slice(&p.body).expect("the body is JSON")
+    }
+
+    #[test]
+    fn a_line_is_stored_as_read_with_id_and_meta_stamped() {
+        let line = example("practitioner-1.json");
+        let read: serde_json::Value = serde_json::from_str(&line).expect("json");
+        let instant = atr_model::instant::fhir_instant(5_000_000);
+        let w = parse_line(Path::new("P.ndjson"), 1, &line, (5_000_000, &instant)).expect("valid");
+        let stored = body(&w);
+        let text = String::from_utf8(w.prestamped.expect("stamped").body).expect("text");
+        assert!(
+            text.starts_with(r#"{"resourceType":"Practitioner","id":"#),
+            "{text}"
+        );
+        assert_eq!(stored["meta"]["versionId"], "1");
+        assert_eq!(stored["meta"]["lastUpdated"], instant.as_str());
+        let mut expected = read.clone();
+        atr_model::meta::stamp(
+            &mut expected,
+            read["id"].as_str().expect("id"),
+            1,
+            5_000_000,
+        );
+        assert_eq!(stored, expected);
+    }
+
+    #[test]
+    fn a_line_naming_a_member_twice_is_stored_with_the_value_it_was_validated_with() {
+        let line = example("practitioner-1.json");
+        let twice = format!("{},\"gender\":\"female\"}}", &line[..line.len() - 1]);
+        let twice = twice.replacen('{', "{\"gender\":\"male\",", 1);
+        let instant = atr_model::instant::fhir_instant(5_000_000);
+        let w = parse_line(Path::new("P.ndjson"), 1, &twice, (5_000_000, &instant)).expect("valid");
+        let text = String::from_utf8(w.prestamped.clone().expect("stamped").body).expect("text");
+        assert_eq!(text.matches("\"gender\"").count(), 1, "{text}");
+        assert_eq!(body(&w)["gender"], "female");
     }
 }
