@@ -294,6 +294,9 @@ pub fn shown_change_type(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use serde_json::json;
+
     /// The row text is what serialising the element with `extension` removed from the tree gave,
     /// wherever `extension` stands: stored content hashes were made from that text.
     #[test]
@@ -311,15 +314,12 @@ mod tests {
             tree.as_object_mut().unwrap().remove("extension");
             let whole = tree.to_string();
             assert_eq!(
-                super::members_without(&obj, "extension"),
+                members_without(&obj, "extension"),
                 whole[1..whole.len() - 1],
                 "{text}"
             );
         }
     }
-
-    use super::*;
-    use serde_json::json;
 
     const MEMBER: &str = r#"{"extension":[{"url":"http://hl7.org/fhir/us/davinci-atr/StructureDefinition/ext-changeType","valueCode":"add"},{"url":"http://hl7.org/fhir/us/davinci-atr/StructureDefinition/ext-coverageReference","valueReference":{"reference":"Coverage/1"}},{"url":"http://hl7.org/fhir/us/davinci-atr/StructureDefinition/ext-attributedProvider","valueReference":{"reference":"Organization/2"}}],"entity":{"reference":"Patient/1"},"period":{"start":"2014-10-08","end":"2020-10-08"},"inactive":false}"#;
 
