@@ -86,6 +86,9 @@ pub(crate) async fn connect_file(path: &Path) -> Result<sqlx::SqlitePool, StoreE
 async fn connect_with(options: SqliteConnectOptions) -> Result<sqlx::SqlitePool, StoreError> {
     let options = options
         .create_if_missing(true)
+        // For a new file only (an existing one keeps its size): 8 KiB pages hold twice the rows a
+        // B-tree step reads or writes; a 1M export was ~17 % faster, a load a few percent.
+        .page_size(8192)
         .journal_mode(SqliteJournalMode::Wal)
         // NORMAL in WAL mode loses at most the last transactions on power loss, never consistency.
         .synchronous(SqliteSynchronous::Normal)
