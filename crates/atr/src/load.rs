@@ -451,16 +451,12 @@ fn read_chunks(files: &[PathBuf], to_parsers: Vec<SyncSender<Work>>) {
             };
             if let Err(e) = read {
                 pending.text.truncate(start);
-                let (chunk, bad) = pending.finish(index, file);
-                if chunk.is_some_and(|c| !deal(Work::Lines(c))) {
-                    return;
-                }
-                deal(bad.unwrap_or_else(|| {
-                    Work::Failed(
+                if deal_pending(pending, index, file, &mut deal) {
+                    deal(Work::Failed(
                         index,
                         anyhow::anyhow!("{}:{}: {e}", file.display(), line_no + 1),
-                    )
-                }));
+                    ));
+                }
                 return;
             }
             if pending.text.len() == start {
@@ -475,26 +471,42 @@ fn read_chunks(files: &[PathBuf], to_parsers: Vec<SyncSender<Work>>) {
                 continue;
             }
             pending.lines.push((line_no, from..to));
-            if pending.lines.len() >= CHUNK_LINES || pending.text.len() >= CHUNK_BYTES {
-                let (chunk, bad) =
-                    std::mem::replace(&mut pending, PendingChunk::new()).finish(index, file);
-                if chunk.is_some_and(|c| !deal(Work::Lines(c))) {
-                    return;
-                }
-                if let Some(bad) = bad {
-                    deal(bad);
-                    return;
-                }
+            if (pending.lines.len() >= CHUNK_LINES || pending.text.len() >= CHUNK_BYTES)
+                && !deal_pending(
+                    std::mem::replace(&mut pending, PendingChunk::new()),
+                    index,
+                    file,
+                    &mut deal,
+                )
+            {
+                return;
             }
         }
-        let (chunk, bad) = pending.finish(index, file);
-        if chunk.is_some_and(|c| !deal(Work::Lines(c))) {
+        if !deal_pending(pending, index, file, &mut deal) {
             return;
         }
-        if let Some(bad) = bad {
+    }
+}
+
+/// Deals the lines of `pending` (file number `file` at `path`) and, if one of them is not UTF-8,
+/// the failure naming it. False when reading has to stop: a line was not text, or the parsers
+/// are gone.
+fn deal_pending(
+    pending: PendingChunk,
+    file: usize,
+    path: &Path,
+    deal: &mut impl FnMut(Work) -> bool,
+) -> bool {
+    let (chunk, bad) = pending.finish(file, path);
+    if chunk.is_some_and(|c| !deal(Work::Lines(c))) {
+        return false;
+    }
+    match bad {
+        Some(bad) => {
             deal(bad);
-            return;
+            false
         }
+        None => true,
     }
 }
 
@@ -515,23 +527,27 @@ impl PendingChunk {
     /// The chunk of file number `file` as text (checked once, whole), or, if a line is not UTF-8,
     /// the lines before it and the failure naming that line.
     fn finish(mut self, file: usize, path: &Path) -> (Option<Chunk>, Option<Work>) {
-        let mut bad = None;
-        if let Err(e) = std::str::from_utf8(&self.text) {
-            let at = e.valid_up_to();
-            let first_bad = self.lines.partition_point(|(_, r)| r.end <= at);
-            let line_no = self.lines.get(first_bad).map_or(0, |(n, _)| *n);
-            bad = Some(Work::Failed(
-                file,
-                anyhow::anyhow!("{}:{line_no}: the line is not UTF-8 text", path.display()),
-            ));
-            let cut = self.lines.get(first_bad).map_or(at, |(_, r)| r.start);
-            self.lines.truncate(first_bad);
-            self.text.truncate(cut);
-        }
+        let (text, bad) = match String::from_utf8(self.text) {
+            Ok(text) => (text, None),
+            Err(e) => {
+                let at = e.utf8_error().valid_up_to();
+                let first_bad = self.lines.partition_point(|(_, r)| r.end <= at);
+                let line_no = self.lines.get(first_bad).map_or(0, |(n, _)| *n);
+                let cut = self.lines.get(first_bad).map_or(at, |(_, r)| r.start);
+                self.lines.truncate(first_bad);
+                let mut bytes = e.into_bytes();
+                bytes.truncate(cut);
+                let bad = Work::Failed(
+                    file,
+                    anyhow::anyhow!("{}:{line_no}: the line is not UTF-8 text", path.display()),
+                );
+                // Everything before `at` is text, and `cut` is not past it.
+                (String::from_utf8(bytes).unwrap_or_default(), Some(bad))
+            }
+        };
         if self.lines.is_empty() {
             return (None, bad);
         }
-        let text = String::from_utf8(self.text).unwrap_or_default();
         (
             Some(Chunk {
                 file,
