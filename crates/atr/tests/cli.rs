@@ -62,6 +62,72 @@ fn synth_then_load_reports_and_bad_lines_fail_with_a_reason() {
     );
 }
 
+/// `scripts/sqlite_load_floor.py` copies what a load wrote into fresh files, one per journal mode,
+/// and reports every row it found; it reads the set-aside indexes from the store's source, so a change
+/// there that it no longer understands fails here.
+#[test]
+fn the_sqlite_load_floor_script_copies_a_loaded_store_in_each_mode() {
+    let python = Command::new("python3").arg("--version").output();
+    if !python.is_ok_and(|o| o.status.success()) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "python3 is required in CI"
+        );
+        eprintln!("skipping: python3 is not on PATH");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("ndjson").display().to_string();
+    let store = dir.path().join("store").display().to_string();
+    assert!(atr(&["synth", "--members", "100", "--lists", "3", "--out", &data]).0);
+    let (ok, stdout, stderr) = atr(&["load", &data, "--data-dir", &store]);
+    assert!(ok, "{stderr}");
+    let loaded = stdout
+        .split_whitespace()
+        .nth(1)
+        .expect("loaded N resources")
+        .to_string();
+
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scripts/sqlite_load_floor.py"
+    );
+    let out = Command::new("python3")
+        .arg(script)
+        .arg("--source")
+        .arg(dir.path().join("store").join("atr.db"))
+        .arg("--work")
+        .arg(dir.path().join("floor"))
+        .args(["--mode", "off", "wal", "delete"])
+        .output()
+        .expect("run the script");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let indexes: usize = printed
+        .split("indexes built at the end: ")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .and_then(|n| n.trim().parse().ok())
+        .expect("the count of set-aside indexes");
+    assert!(indexes > 0, "{printed}");
+    for mode in ["off", "wal", "delete"] {
+        let line = printed
+            .lines()
+            .find(|l| l.starts_with(&format!("{mode} ")))
+            .unwrap_or_else(|| panic!("no line for {mode}: {printed}"));
+        assert!(line.contains(&format!(" {loaded} resources,")), "{line}");
+        assert!(line.contains("resources/s"), "{line}");
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("floor"))
+        .expect("work dir")
+        .collect();
+    assert!(left.is_empty(), "the copies are removed: {left:?}");
+}
+
 /// A token for the demo Consumer, from the credentials file `serve --demo` writes.
 async fn demo_token(dir: &std::path::Path) -> (String, serde_json::Value) {
     let doc: serde_json::Value = serde_json::from_str(
