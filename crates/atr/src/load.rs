@@ -566,6 +566,9 @@ fn parse_chunks(
     work: Receiver<Work>,
     done: SyncSender<Parsed>,
 ) {
+    // The store's writer is the load's bottleneck and these threads run ahead of it: let it have
+    // the cores first.
+    crate::background_priority::lower_this_thread();
     for w in work {
         let parsed = match w {
             Work::Lines(chunk) => Parsed::Chunk(chunk.file, parse_chunk(files, stamp_time, &chunk)),

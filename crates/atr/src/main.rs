@@ -2,6 +2,7 @@
 //! (`lists`, `member`).
 
 mod audit;
+mod background_priority;
 mod bench;
 mod bench_exports;
 mod bench_notify;
