@@ -41,8 +41,12 @@ BATCH_RESOURCES = 5000
 def deferred_indexes():
     """The (name, definition) pairs of `deferred_indexes::DEFERRED`, read from the source."""
     text = open(DEFERRED_RS).read()
-    body = text[text.index("pub(crate) const DEFERRED"):text.index("];")]
-    return re.findall(r'\(\s*"(\w+)",\s*"([^"]+)",?\s*\)', body)
+    start = text.index("pub(crate) const DEFERRED")
+    body = text[start:text.index("];", start)]
+    found = re.findall(r'\(\s*"(\w+)",\s*"([^"]+)",?\s*\)', body)
+    if not found:
+        raise SystemExit(f"no deferred indexes found in {DEFERRED_RS}")
+    return found
 
 
 def schema_without(deferred):
