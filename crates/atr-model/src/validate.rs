@@ -1197,23 +1197,8 @@ mod tests {
 
     #[test]
     fn every_ig_example_validates_without_errors() {
-        let base = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/atr-ig/examples"
-        );
-        let mut files = Vec::new();
-        for dir in [base.to_string(), format!("{base}/json-from-xml")] {
-            for entry in std::fs::read_dir(&dir).expect("examples folder") {
-                let path = entry.expect("dir entry").path();
-                if path.extension().is_some_and(|e| e == "json") {
-                    files.push(path);
-                }
-            }
-        }
         let mut checked = 0;
-        for path in files {
-            let text = std::fs::read_to_string(&path).expect("read example");
-            let mut resource: Value = serde_json::from_str(&text).expect("example is JSON");
+        for (path, mut resource) in atr_testkit::ig::examples() {
             let Some(rtype) = resource["resourceType"]
                 .as_str()
                 .and_then(|t| t.parse().ok())

@@ -2,8 +2,6 @@
 //! splitter neither panic nor run away, for arbitrary text, arbitrary JSON shaped with FHIR's
 //! names, and mutations of the IG's own examples.
 
-use std::path::PathBuf;
-
 use atr_model::group::{MemberEntry, assign_unique_keys, split_group};
 use atr_model::validate::{group_profile, validate_group_member, validate_resource};
 use atr_model::{ResourceType, index};
@@ -142,35 +140,17 @@ fn fhir_json() -> impl Strategy<Value = Value> {
     })
 }
 
+/// The IG's examples of the types the server stores (the Subscription example is not one).
 fn examples() -> Vec<Value> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/atr-ig/examples");
-    let mut out = Vec::new();
-    for d in [dir.clone(), dir.join("json-from-xml")] {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.extension().is_some_and(|e| e == "json")
-                && let Ok(text) = std::fs::read_to_string(&path)
-                && let Ok(v) = serde_json::from_str::<Value>(&text)
-                && v["resourceType"]
-                    .as_str()
-                    .is_some_and(|t| t.parse::<ResourceType>().is_ok())
-            {
-                out.push(v);
-            }
-        }
-    }
-    if out.is_empty() {
-        // The IG's examples are beside the repository; without them, a small valid Group.
-        out.push(serde_json::json!({
-            "resourceType": "Group", "id": "g1", "type": "person", "actual": true,
-            "extension": [{"url": atr_model::EXT_ATTRIBUTION_LIST_STATUS, "valueCode": "draft"}],
-            "member": [{"entity": {"reference": "Patient/p1"}}]
-        }));
-    }
-    out
+    atr_testkit::ig::examples()
+        .into_iter()
+        .map(|(_, v)| v)
+        .filter(|v| {
+            v["resourceType"]
+                .as_str()
+                .is_some_and(|t| t.parse::<ResourceType>().is_ok())
+        })
+        .collect()
 }
 
 /// Every node of `v` as a JSON pointer.

@@ -5,12 +5,7 @@ use atr_notify::{EndpointPolicy, ListSubscription, PayloadContent, SubscriptionS
 use serde_json::{Value, json};
 
 fn ig_example() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/atr-ig/examples/atr-list-change-subscription-example.json"
-    );
-    let text = std::fs::read_to_string(path).expect("the IG example is in ../shared");
-    serde_json::from_str(&text).expect("the IG example is JSON")
+    atr_testkit::ig::example("atr-list-change-subscription-example.json")
 }
 
 fn loopback_subscription() -> Value {

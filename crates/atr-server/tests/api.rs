@@ -2,32 +2,18 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::{TestApp, spawn_apps};
 use serde_json::{Value, json};
-
-fn examples_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/atr-ig/examples")
-}
 
 /// Every IG example of the eight types, as (type, id, JSON).
 fn ig_examples() -> Vec<(String, String, Value)> {
     let mut out = Vec::new();
-    for dir in [examples_dir(), examples_dir().join("json-from-xml")] {
-        for entry in std::fs::read_dir(&dir).expect("examples dir") {
-            let path = entry.expect("entry").path();
-            if path.extension().is_none_or(|e| e != "json") {
-                continue;
-            }
-            let v: Value =
-                serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
-            let rtype = v["resourceType"].as_str().expect("type").to_string();
-            if rtype == "Subscription" {
-                continue;
-            }
-            out.push((rtype, v["id"].as_str().expect("id").to_string(), v));
+    for (_, v) in atr_testkit::ig::examples() {
+        let rtype = v["resourceType"].as_str().expect("type").to_string();
+        if rtype == "Subscription" {
+            continue;
         }
+        out.push((rtype, v["id"].as_str().expect("id").to_string(), v));
     }
     out
 }

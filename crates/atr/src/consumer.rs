@@ -293,6 +293,9 @@ fn identifiers(l: &ListSummary) -> String {
         .join("; ")
 }
 
+/// The exit code of a command stopped by Ctrl-C (128 + SIGINT, as shells report it).
+const INTERRUPTED: i32 = 130;
+
 pub async fn lists(args: ListsArgs) -> Result<()> {
     let c = &args.connect;
     match args.command {
@@ -383,7 +386,21 @@ pub async fn lists(args: ListsArgs) -> Result<()> {
                 gzip: !no_gzip,
                 ..Default::default()
             };
-            let report = pull(&fhir, &mut store, &group, &options).await?;
+            let report = tokio::select! {
+                // Listed first so the handler is in place before the pull starts.
+                biased;
+                _ = tokio::signal::ctrl_c() => {
+                    // The pull is dropped here: what it stored stays, as after any interruption.
+                    if options.progress {
+                        eprintln!();
+                    }
+                    eprintln!(
+                        "atr: pull of Group/{group} interrupted; run the same command again to resume it"
+                    );
+                    std::process::exit(INTERRUPTED);
+                }
+                report = pull(&fhir, &mut store, &group, &options) => report?,
+            };
             if c.json {
                 return print_json(&report);
             }

@@ -740,13 +740,7 @@ mod stamping_tests {
     use super::*;
 
     fn example(name: &str) -> String {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/atr-ig/examples")
-            .join(name);
-        let text = std::fs::read_to_string(path).expect("IG example");
-        serde_json::from_str::<serde_json::Value>(&text)
-            .expect("json")
-            .to_string()
+        atr_testkit::ig::example(name).to_string()
     }
 
     fn body(w: &ResourceWrite) -> serde_json::Value {

@@ -248,13 +248,15 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         (Some(cert), Some(key)) => Some(atr_server::tls::TlsSettings::from_pem_files(cert, key)?),
         _ => None,
     };
+    // The port before the store: a busy port fails at once, with no database made or demo seeded.
+    // Connections that arrive while the demo is seeded wait in the listen queue.
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
     let store = open_store(&args.store).await?;
     if args.demo {
         seed_demo(&store, &args.store).await?;
     }
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
     let config = ServerConfig {
         base_url: args.base_url.clone(),
         export: args.export.config(&args.store.data_dir)?,

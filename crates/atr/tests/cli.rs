@@ -1,5 +1,7 @@
 //! The `atr` binary: synth, load and serve --demo, as a user runs them.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
@@ -69,11 +71,7 @@ fn synth_then_load_reports_and_bad_lines_fail_with_a_reason() {
 fn the_sqlite_load_floor_script_copies_a_loaded_store_in_each_mode() {
     let python = Command::new("python3").arg("--version").output();
     if !python.is_ok_and(|o| o.status.success()) {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "python3 is required in CI"
-        );
-        eprintln!("skipping: python3 is not on PATH");
+        atr_testkit::skip::unavailable("python3", "it is not on PATH");
         return;
     }
     let dir = tempfile::tempdir().expect("tmp");
@@ -424,5 +422,142 @@ fn roster_status_and_reload_make_new_versions_and_bad_rows_fail_with_a_reason() 
     assert!(
         err.contains("bad.csv:2") && err.trim().lines().count() == 1,
         "{err}"
+    );
+}
+
+/// `.ci/standalone.py` keeps the repository standing alone: it passes on this checkout and names
+/// each kind of reference to a path outside one (a sibling `shared/` folder, an absolute path beside
+/// the checkout, `../` steps above the root from a crate's manifest folder).
+#[test]
+fn the_standalone_check_passes_here_and_names_paths_outside_a_repository() {
+    let python = Command::new("python3").arg("--version").output();
+    if !python.is_ok_and(|o| o.status.success()) {
+        atr_testkit::skip::unavailable("python3", "it is not on PATH");
+        return;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.ci/standalone.py");
+    let here = Command::new("python3").arg(script).output().expect("run");
+    assert!(
+        here.status.success(),
+        "this repository refers outside itself:\n{}",
+        String::from_utf8_lossy(&here.stdout)
+    );
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let write = |path: &str, text: &str| {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    };
+    // Written in pieces so that this file does not show the check the very references it finds.
+    let up = "..";
+    write("README.md", &format!("The plan: {up}/shared/DESIGN.md\n"));
+    write(
+        "crates/x/src/lib.rs",
+        &format!(
+            "const P: &str = concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/{up}/{up}/{up}/data\");\n"
+        ),
+    );
+    write(
+        "docs/notes.md",
+        &format!("See /{}/.library/README.md\n", "work"),
+    );
+    // Inside the repository, and not paths at all: no finding.
+    write(
+        "docs/fine.md",
+        "[crates](../crates/x) and `.../StructureDefinition/atr-group`\n",
+    );
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{printed}");
+    let files: Vec<&str> = printed
+        .lines()
+        .filter_map(|l| l.split(':').next())
+        .collect();
+    assert_eq!(
+        files,
+        ["crates/x/src/lib.rs", "docs/notes.md", "README.md"],
+        "{printed}"
+    );
+}
+
+/// A busy port stops `atr serve --demo` before anything else: one line naming the address, and no
+/// database made and no demo data seeded in the data directory.
+#[test]
+fn serve_demo_on_a_busy_port_fails_at_once_and_leaves_the_data_dir_alone() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = busy.local_addr().expect("addr").to_string();
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let out = common::run(
+        common::TIMEOUT,
+        Command::new(ATR)
+            .args(["serve", "--demo", "--listen", &addr, "--data-dir"])
+            .arg(&data),
+    );
+    assert!(!out.status.success());
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!("listening on {addr}")) && out.stderr.contains("in use"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !data.exists(),
+        "the data directory was made before the bind"
+    );
+}
+
+/// `atr serve --database postgres://…` that cannot connect says so in one line naming the
+/// database (never its password) and the cause, without waiting for a pool to time out.
+#[test]
+fn serve_on_an_unreachable_postgres_names_the_database_and_the_cause() {
+    // Nothing listens on port 1 of the loopback address.
+    let out = common::run(
+        common::TIMEOUT,
+        Command::new(ATR).args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            "postgres://atr:hunter2@127.0.0.1:1/atr",
+        ]),
+    );
+    assert!(!out.status.success());
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("cannot connect to postgres://atr:***@127.0.0.1:1/atr: Connection refused"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("hunter2"), "{}", out.stderr);
+
+    if !common::postgres_available() {
+        return;
+    }
+    let out = common::run(
+        common::TIMEOUT,
+        Command::new(ATR).args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            "postgres://postgres@127.0.0.1:5432/atr_no_such_database",
+        ]),
+    );
+    assert!(!out.status.success());
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "cannot connect to postgres://postgres@127.0.0.1:5432/atr_no_such_database: \
+             database \"atr_no_such_database\" does not exist"
+        ),
+        "{}",
+        out.stderr
     );
 }

@@ -39,47 +39,65 @@ fn lines_by_type(dir: &Path) -> BTreeMap<String, Vec<Value>> {
     out
 }
 
-#[tokio::test]
-async fn a_pull_killed_mid_download_resumes_with_every_resource_once() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let dir = tmp.path();
-    let common::Dataset {
-        data_dir: data,
-        private_jwks,
-        ..
-    } = common::admin_dataset(
-        dir,
-        &[
-            "--members",
-            MEMBERS,
-            "--lists",
-            "2",
-            "--largest-list-share",
-            "0.9",
-        ],
-        CLIENT_ID,
-        None,
-        TIMEOUT,
-    );
-    let server = Server::start(
-        &[
-            "--data-dir".as_ref(),
-            data.as_os_str(),
-            // Many small files: a kill lands between and inside them.
-            "--export-file-mb".as_ref(),
-            "1".as_ref(),
-        ],
-        TIMEOUT,
-    );
-    let creds = dir.join("credentials.json");
-    std::fs::write(
-        &creds,
-        json!({"client_id": CLIENT_ID, "fhir_base_url": server.base, "private_jwks": private_jwks})
-            .to_string(),
-    )
-    .expect("write credentials");
-    let consumer = dir.join("consumer");
-    let pull = |cmd: &mut Command| {
+/// A Producer serving a large list, credentials for it, and a consumer store to pull into.
+struct Setup {
+    _tmp: tempfile::TempDir,
+    _server: Server,
+    creds: std::path::PathBuf,
+    consumer: std::path::PathBuf,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path();
+        let common::Dataset {
+            data_dir: data,
+            private_jwks,
+            ..
+        } = common::admin_dataset(
+            dir,
+            &[
+                "--members",
+                MEMBERS,
+                "--lists",
+                "2",
+                "--largest-list-share",
+                "0.9",
+            ],
+            CLIENT_ID,
+            None,
+            TIMEOUT,
+        );
+        let server = Server::start(
+            &[
+                "--data-dir".as_ref(),
+                data.as_os_str(),
+                // Many small files: a kill lands between and inside them.
+                "--export-file-mb".as_ref(),
+                "1".as_ref(),
+            ],
+            TIMEOUT,
+        );
+        let creds = dir.join("credentials.json");
+        std::fs::write(
+            &creds,
+            json!({"client_id": CLIENT_ID, "fhir_base_url": server.base, "private_jwks": private_jwks})
+                .to_string(),
+        )
+        .expect("write credentials");
+        let consumer = dir.join("consumer");
+        Setup {
+            _tmp: tmp,
+            _server: server,
+            creds,
+            consumer,
+        }
+    }
+
+    /// `atr lists pull list-1`, one file at a time, printing its report as JSON.
+    fn pull(&self) -> Command {
+        let mut cmd = Command::new(ATR);
         cmd.args([
             "lists",
             "pull",
@@ -90,40 +108,52 @@ async fn a_pull_killed_mid_download_resumes_with_every_resource_once() {
             "--json",
         ])
         .arg("--credentials")
-        .arg(&creds)
+        .arg(&self.creds)
         .arg("--store")
-        .arg(&consumer)
+        .arg(&self.consumer)
         .arg("--scopes")
         .arg("system/*.read");
-    };
+        cmd
+    }
+
+    /// Starts a pull and returns once one of its files is complete and the next is under way.
+    fn pull_part_way(&self) -> std::process::Child {
+        let mut child = self
+            .pull()
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn pull");
+        let started = Instant::now();
+        loop {
+            let one_done = self.consumer.join("consumer.db").exists()
+                && atr_client::ConsumerStore::open(&self.consumer)
+                    .and_then(|s| s.files(1))
+                    .is_ok_and(|f| f.iter().any(|f| f.complete));
+            if one_done {
+                return child;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the pull ended ({status}) before it could be stopped: make MEMBERS bigger");
+            }
+            assert!(started.elapsed() < TIMEOUT, "no file was finished");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_pull_killed_mid_download_resumes_with_every_resource_once() {
+    let setup = Setup::new();
+    let consumer = &setup.consumer;
+    let creds = &setup.creds;
+    let files = consumer.join("pulls").join("1");
 
     // First run: killed once a file is done and the next is part way (files are split at 1 MiB).
-    let mut cmd = Command::new(ATR);
-    pull(&mut cmd);
-    let mut child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn pull");
-    let files = consumer.join("pulls").join("1");
-    let started = Instant::now();
-    loop {
-        let one_done = consumer.join("consumer.db").exists()
-            && atr_client::ConsumerStore::open(&consumer)
-                .and_then(|s| s.files(1))
-                .is_ok_and(|f| f.iter().any(|f| f.complete));
-        if one_done {
-            break;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("the pull ended ({status}) before it could be killed: make MEMBERS bigger");
-        }
-        assert!(started.elapsed() < TIMEOUT, "no file was finished");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let mut child = setup.pull_part_way();
     child.kill().expect("kill -9");
     let _ = child.wait();
-    let store_after_kill = atr_client::ConsumerStore::open(&consumer).expect("store");
+    let store_after_kill = atr_client::ConsumerStore::open(consumer).expect("store");
     let killed = store_after_kill.pull(1).expect("read").expect("pull 1");
     assert_eq!(
         killed.state, "started",
@@ -143,16 +173,14 @@ async fn a_pull_killed_mid_download_resumes_with_every_resource_once() {
     drop(store_after_kill);
 
     // Second run: the same pull, resumed.
-    let mut cmd = Command::new(ATR);
-    pull(&mut cmd);
-    let out = common::run(TIMEOUT, &mut cmd);
+    let out = common::run(TIMEOUT, &mut setup.pull());
     assert!(out.status.success(), "resumed pull: {}", out.stderr);
     let report: Value = serde_json::from_str(&out.stdout).expect("report JSON");
     assert_eq!(report["pull_id"], 1);
     assert_eq!(report["resumed"], true);
 
     // Every resource of the manifest exactly once; every member's Patient there.
-    let store = atr_client::ConsumerStore::open(&consumer).expect("store");
+    let store = atr_client::ConsumerStore::open(consumer).expect("store");
     let p = store.pull(1).expect("read").expect("pull 1");
     assert_eq!(p.state, "complete");
     let manifest: Value =
@@ -189,9 +217,9 @@ async fn a_pull_killed_mid_download_resumes_with_every_resource_once() {
         let mut cmd = Command::new(ATR);
         cmd.args(args)
             .arg("--credentials")
-            .arg(&creds)
+            .arg(creds)
             .arg("--store")
-            .arg(&consumer)
+            .arg(consumer)
             .arg("--scopes")
             .arg("system/*.read");
         common::run(TIMEOUT, &mut cmd)
@@ -234,9 +262,35 @@ async fn a_pull_killed_mid_download_resumes_with_every_resource_once() {
     assert_eq!(write.status.code(), Some(3), "{}", write.stderr);
     assert!(write.stderr.contains("403"), "{}", write.stderr);
     eprintln!(
-        "killed after {:?} with {done_before}/{total_files} files done; resumed to {} members",
-        started.elapsed(),
+        "killed with {done_before}/{total_files} files done; resumed to {} members",
         members.len()
     );
-    drop(server);
+}
+
+/// Ctrl-C during a pull ends it with one line saying how to resume, exit code 130, and the same
+/// command then resumes the same pull.
+#[tokio::test]
+async fn a_pull_interrupted_with_ctrl_c_says_how_to_resume_it() {
+    let setup = Setup::new();
+    let child = setup.pull_part_way();
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(sent.success());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        "atr: pull of Group/list-1 interrupted; run the same command again to resume it"
+    );
+
+    let out = common::run(TIMEOUT, &mut setup.pull());
+    assert!(out.status.success(), "resumed pull: {}", out.stderr);
+    let report: Value = serde_json::from_str(&out.stdout).expect("report JSON");
+    assert_eq!(
+        (&report["pull_id"], &report["resumed"]),
+        (&json!(1), &json!(true))
+    );
 }

@@ -75,9 +75,7 @@ fn pg_dataset(
 
 #[tokio::test]
 async fn an_export_outlives_kill_9_of_its_instance_and_finishes_on_another() {
-    if !common::postgres_available(
-        "an_export_outlives_kill_9_of_its_instance_and_finishes_on_another",
-    ) {
+    if !common::postgres_available() {
         return;
     }
     let tmp = tempfile::tempdir().expect("tmp");
@@ -180,8 +178,7 @@ const BACKPORT: &str = "http://hl7.org/fhir/uv/subscriptions-backport/StructureD
 
 #[tokio::test]
 async fn changes_through_two_instances_are_each_notified_once_in_order() {
-    if !common::postgres_available("changes_through_two_instances_are_each_notified_once_in_order")
-    {
+    if !common::postgres_available() {
         return;
     }
     let tmp = tempfile::tempdir().expect("tmp");

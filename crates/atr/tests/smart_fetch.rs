@@ -58,7 +58,7 @@ impl DemoServer {
 }
 
 /// Whether `smart-fetch` can run here. Missing: a printed skip, or a failure when `CI` is set.
-fn smart_fetch_available(test: &str) -> bool {
+fn smart_fetch_available() -> bool {
     match Command::new(SMART_FETCH)
         .arg("--version")
         .stdout(Stdio::null())
@@ -71,10 +71,7 @@ fn smart_fetch_available(test: &str) -> bool {
                 Ok(status) => format!("`{SMART_FETCH} --version` failed ({status})"),
                 Err(e) => format!("`{SMART_FETCH}` is not on PATH ({e})"),
             };
-            if std::env::var_os("CI").is_some() {
-                panic!("{why}: CI needs it (pip install smart-fetch; .ci/run does)");
-            }
-            eprintln!("skipping {test}: {why}; install it with `pip install smart-fetch`");
+            atr_testkit::skip::unavailable("smart-fetch (pip install smart-fetch)", &why);
             false
         }
     }
@@ -145,8 +142,8 @@ enum Auth {
 
 /// Runs `smart-fetch bulk --group list-1 --type Patient` and checks that it brings back exactly the
 /// Patient members of list-1.
-async fn export_list_1_with_smart_fetch(test: &str, auth: Auth) {
-    if !smart_fetch_available(test) {
+async fn export_list_1_with_smart_fetch(auth: Auth) {
+    if !smart_fetch_available() {
         return;
     }
     let dir = tempfile::tempdir().expect("tmp");
@@ -229,11 +226,7 @@ async fn export_list_1_with_smart_fetch(test: &str, auth: Auth) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn smart_fetch_bulk_exports_the_patient_members_of_a_group() {
-    export_list_1_with_smart_fetch(
-        "smart_fetch_bulk_exports_the_patient_members_of_a_group",
-        Auth::Bearer,
-    )
-    .await;
+    export_list_1_with_smart_fetch(Auth::Bearer).await;
 }
 
 /// smart-fetch's own SMART Backend Services flow. It asks for a fixed set of resource-type scopes
@@ -241,9 +234,5 @@ async fn smart_fetch_bulk_exports_the_patient_members_of_a_group() {
 /// kick-off must be judged by the exported types' scopes, not by Group reads.
 #[tokio::test(flavor = "multi_thread")]
 async fn smart_fetch_bulk_with_its_own_smart_backend_services_auth() {
-    export_list_1_with_smart_fetch(
-        "smart_fetch_bulk_with_its_own_smart_backend_services_auth",
-        Auth::Smart,
-    )
-    .await;
+    export_list_1_with_smart_fetch(Auth::Smart).await;
 }

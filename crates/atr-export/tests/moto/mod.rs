@@ -38,11 +38,8 @@ fn credentials() -> S3Credentials {
 pub async fn start(bucket: &str) -> Option<Moto> {
     let moto = match spawn().await {
         Ok(m) => m,
-        Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("moto_server is required in CI (pip install 'moto[server]'): {why}")
-        }
         Err(why) => {
-            eprintln!("skipping S3 test: {why} (pip install 'moto[server]')");
+            atr_testkit::skip::unavailable("moto_server (pip install 'moto[server]')", &why);
             return None;
         }
     };

@@ -2,7 +2,8 @@
 //! URL (poll, manifest, `DELETE`) and the file URLs. The jobs themselves run in `atr-export`.
 //!
 //! Kick-off rules follow the ATR IG and Bulk Data 2.0 where the test suites agree, and the
-//! behaviour that satisfies all of them where they pull apart (see `bulk-and-smart.md` §1J):
+//! behaviour that satisfies all of them where they pull apart (`docs/design-notes.md`, "Bulk Data
+//! where the clients and test suites disagree"):
 //! `Accept` and `Prefer: respond-async` are required, `Retry-After` is integer seconds, the first
 //! poll answers 202.
 

@@ -82,7 +82,9 @@ impl SqlStore {
         } else if url.starts_with("sqlite:") {
             Self::migrated(Pool::Sqlite(sqlite::connect(url).await?)).await
         } else {
-            Err(StoreError::UnsupportedUrl(url.to_string()))
+            Err(StoreError::UnsupportedUrl(crate::error::without_password(
+                url,
+            )))
         }
     }
 

@@ -3,10 +3,15 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 
 use super::migrate::Migration;
 use crate::StoreError;
+use crate::error::without_password;
+
+/// How long the first connection may take before `open` gives up and says so.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -49,20 +54,33 @@ pub(crate) struct PgPools {
 
 /// Connects; with `schema`, every connection works in that schema (created if absent).
 pub(crate) async fn connect(url: &str, schema: Option<&str>) -> Result<PgPools, StoreError> {
-    let mut options = PgConnectOptions::from_str(url)?;
+    let cannot = |cause: String| StoreError::Connect {
+        database: without_password(url),
+        cause,
+    };
+    let mut options = PgConnectOptions::from_str(url).map_err(|e| cannot(e.to_string()))?;
+    // One plain connection first: a pool retries a refused connection until its acquire timeout
+    // and then reports only "pool timed out", which names neither the database nor the cause.
+    let mut first =
+        match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(e)) => return Err(cannot(connect_cause(&e))),
+            Err(_) => {
+                return Err(cannot(format!(
+                    "no answer within {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                )));
+            }
+        };
     if let Some(schema) = schema {
-        let admin = PgPoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
         )))
-        .execute(&admin)
+        .execute(&mut first)
         .await?;
-        admin.close().await;
         options = options.options([("search_path", schema)]);
     }
+    first.close().await?;
     // Searches are short statements on one or a few values, run thousands of times a second:
     // planning each anew was over half of PostgreSQL's time in discovery under load (2,800
     // requests/s; 5,400 with plans cached). Their sessions keep PostgreSQL's default, which
@@ -82,4 +100,13 @@ pub(crate) async fn connect(url: &str, schema: Option<&str>) -> Result<PgPools, 
         .connect_with(options)
         .await?;
     Ok(PgPools { main, searches })
+}
+
+/// What a failed connection attempt says, in the server's words where it gave some.
+fn connect_cause(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => db.message().to_string(),
+        sqlx::Error::Io(io) => io.to_string(),
+        other => other.to_string(),
+    }
 }

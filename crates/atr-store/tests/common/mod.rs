@@ -21,8 +21,7 @@ pub async fn stores() -> Vec<(Arc<dyn Store>, tempfile::TempDir)> {
     let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
     match SqlStore::open_postgres(PG_URL, Some(&schema)).await {
         Ok(pg) => out.push((Arc::new(pg), tempfile::tempdir().expect("temp dir"))),
-        Err(e) if std::env::var_os("CI").is_some() => panic!("PostgreSQL is required in CI: {e}"),
-        Err(e) => eprintln!("skipping PostgreSQL: {PG_URL} unavailable ({e})"),
+        Err(e) => atr_testkit::skip::unavailable("PostgreSQL", &e.to_string()),
     }
     out
 }

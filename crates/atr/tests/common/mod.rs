@@ -19,19 +19,15 @@ pub const TIMEOUT: Duration = Duration::from_secs(60);
 /// The PostgreSQL the tests use.
 pub const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
-/// Whether PostgreSQL answers; when it does not, a test says so and skips, except in CI where it
+/// Whether PostgreSQL answers; when it does not, the test says so and skips, except in CI where it
 /// is required.
-pub fn postgres_available(test: &str) -> bool {
+pub fn postgres_available() -> bool {
     let ok = std::process::Command::new("pg_isready")
         .args(["-h", "127.0.0.1", "-p", "5432", "-q"])
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{test}: PostgreSQL is required in CI ({PG_URL})"
-        );
-        eprintln!("skipping {test}: PostgreSQL at {PG_URL} is unavailable");
+        atr_testkit::skip::unavailable(&format!("PostgreSQL at {PG_URL}"), "pg_isready says no");
     }
     ok
 }
