@@ -485,6 +485,14 @@ fn the_standalone_check_passes_here_and_names_paths_outside_a_repository() {
     );
 }
 
+/// Runs `atr serve ARGS…`, which must fail at start, and returns its one line of stderr.
+fn serve_refused(args: &[&std::ffi::OsStr]) -> String {
+    let out = common::run(common::TIMEOUT, Command::new(ATR).arg("serve").args(args));
+    assert!(!out.status.success(), "atr serve started: {}", out.stderr);
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+    out.stderr
+}
+
 /// A busy port stops `atr serve --demo` before anything else: one line naming the address, and no
 /// database made and no demo data seeded in the data directory.
 #[test]
@@ -493,18 +501,16 @@ fn serve_demo_on_a_busy_port_fails_at_once_and_leaves_the_data_dir_alone() {
     let addr = busy.local_addr().expect("addr").to_string();
     let dir = tempfile::tempdir().expect("tmp");
     let data = dir.path().join("data");
-    let out = common::run(
-        common::TIMEOUT,
-        Command::new(ATR)
-            .args(["serve", "--demo", "--listen", &addr, "--data-dir"])
-            .arg(&data),
-    );
-    assert!(!out.status.success());
-    assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+    let stderr = serve_refused(&[
+        "--demo".as_ref(),
+        "--listen".as_ref(),
+        addr.as_ref(),
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+    ]);
     assert!(
-        out.stderr.contains(&format!("listening on {addr}")) && out.stderr.contains("in use"),
-        "{}",
-        out.stderr
+        stderr.contains(&format!("listening on {addr}")) && stderr.contains("in use"),
+        "{stderr}"
     );
     assert!(
         !data.exists(),
@@ -516,48 +522,31 @@ fn serve_demo_on_a_busy_port_fails_at_once_and_leaves_the_data_dir_alone() {
 /// database (never its password) and the cause, without waiting for a pool to time out.
 #[test]
 fn serve_on_an_unreachable_postgres_names_the_database_and_the_cause() {
+    let on = |database: &str| {
+        serve_refused(&[
+            "--listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--database".as_ref(),
+            database.as_ref(),
+        ])
+    };
     // Nothing listens on port 1 of the loopback address.
-    let out = common::run(
-        common::TIMEOUT,
-        Command::new(ATR).args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--database",
-            "postgres://atr:hunter2@127.0.0.1:1/atr",
-        ]),
-    );
-    assert!(!out.status.success());
-    assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+    let stderr = on("postgres://atr:hunter2@127.0.0.1:1/atr");
     assert!(
-        out.stderr
-            .contains("cannot connect to postgres://atr:***@127.0.0.1:1/atr: Connection refused"),
-        "{}",
-        out.stderr
+        stderr.contains("cannot connect to postgres://atr:***@127.0.0.1:1/atr: Connection refused"),
+        "{stderr}"
     );
-    assert!(!out.stderr.contains("hunter2"), "{}", out.stderr);
+    assert!(!stderr.contains("hunter2"), "{stderr}");
 
     if !common::postgres_available() {
         return;
     }
-    let out = common::run(
-        common::TIMEOUT,
-        Command::new(ATR).args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--database",
-            "postgres://postgres@127.0.0.1:5432/atr_no_such_database",
-        ]),
-    );
-    assert!(!out.status.success());
-    assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+    let stderr = on("postgres://postgres@127.0.0.1:5432/atr_no_such_database");
     assert!(
-        out.stderr.contains(
+        stderr.contains(
             "cannot connect to postgres://postgres@127.0.0.1:5432/atr_no_such_database: \
              database \"atr_no_such_database\" does not exist"
         ),
-        "{}",
-        out.stderr
+        "{stderr}"
     );
 }
