@@ -71,7 +71,7 @@ def problems(root):
         shown = os.path.relpath(path, root)
         for number, line in enumerate(lines, 1):
             if SHARED.search(line):
-                yield f"{shown}:{number}: points into ../shared, which a clone does not have"
+                yield f"{shown}:{number}: points into the shared folder beside the checkout, which a clone does not have"
                 continue
             if WORK_AREA.search(line):
                 yield f"{shown}:{number}: an absolute path to a folder beside the checkout"

@@ -69,9 +69,7 @@ fn synth_then_load_reports_and_bad_lines_fail_with_a_reason() {
 /// there that it no longer understands fails here.
 #[test]
 fn the_sqlite_load_floor_script_copies_a_loaded_store_in_each_mode() {
-    let python = Command::new("python3").arg("--version").output();
-    if !python.is_ok_and(|o| o.status.success()) {
-        atr_testkit::skip::unavailable("python3", "it is not on PATH");
+    if !python3_available() {
         return;
     }
     let dir = tempfile::tempdir().expect("tmp");
@@ -275,6 +273,16 @@ async fn serve_demo_gives_a_consumer_its_lists_in_every_status_and_no_others() {
     );
 }
 
+/// Whether `python3` runs here (the scripts' tests need it); a visible skip, or a failure in CI.
+fn python3_available() -> bool {
+    let python = Command::new("python3").arg("--version").output();
+    let ok = python.is_ok_and(|o| o.status.success());
+    if !ok {
+        atr_testkit::skip::unavailable("python3", "it is not on PATH");
+    }
+    ok
+}
+
 fn atr(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(ATR).args(args).output().expect("run atr");
     (
@@ -430,9 +438,7 @@ fn roster_status_and_reload_make_new_versions_and_bad_rows_fail_with_a_reason() 
 /// the checkout, `../` steps above the root from a crate's manifest folder).
 #[test]
 fn the_standalone_check_passes_here_and_names_paths_outside_a_repository() {
-    let python = Command::new("python3").arg("--version").output();
-    if !python.is_ok_and(|o| o.status.success()) {
-        atr_testkit::skip::unavailable("python3", "it is not on PATH");
+    if !python3_available() {
         return;
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.ci/standalone.py");
