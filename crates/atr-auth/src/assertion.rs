@@ -89,6 +89,10 @@ struct RawClaims {
     exp: Option<Value>,
     #[serde(default)]
     jti: Option<Value>,
+    #[serde(default)]
+    nbf: Option<Value>,
+    #[serde(default)]
+    iat: Option<Value>,
 }
 
 /// Signs a client assertion with a private key (client side).
@@ -204,7 +208,8 @@ pub fn verify(
 }
 
 /// With a `kid`, only keys carrying it are candidates and one that does not
-/// fit the algorithm is an error; without one, every fitting key is tried.
+/// fit the algorithm is an error. Without one, a client with a single key has
+/// it tried; a client with several is refused (SMART requires `kid`).
 fn check_signature(
     keys: &JwkSet,
     kid: Option<&str>,
@@ -227,6 +232,7 @@ fn check_signature(
             }
             fitting
         }
+        None if keys.keys.len() > 1 => return Err(AuthError::KidRequired),
         None => keys
             .keys
             .iter()
@@ -278,6 +284,16 @@ fn check_claims(
     }
     if exp > now.saturating_add(MAX_LIFETIME_SECS + LEEWAY_SECS) {
         return Err(AuthError::ExpiresTooFarAhead);
+    }
+    // Optional in SMART, but when present they must hold: an assertion not valid until later is
+    // not valid now.
+    for (name, claim) in [("nbf", claims.nbf), ("iat", claims.iat)] {
+        if let Some(v) = claim {
+            let at = numeric_date(v).ok_or(AuthError::InvalidClaim(name))?;
+            if at > now.saturating_add(LEEWAY_SECS) {
+                return Err(AuthError::NotYetValid(name));
+            }
+        }
     }
 
     let jti = required_string(claims.jti, "jti")?;

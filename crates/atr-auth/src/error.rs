@@ -40,6 +40,14 @@ pub enum AuthError {
     /// A client assertion's `exp` is more than five minutes ahead.
     #[error("client assertion exp is more than 5 minutes in the future")]
     ExpiresTooFarAhead,
+    /// A client assertion's `nbf` or `iat` is later than now plus the leeway: it is not valid yet
+    /// (or was made by a clock no one should trust).
+    #[error("client assertion {0} is in the future")]
+    NotYetValid(&'static str),
+    /// The assertion has no `kid` but the client has several keys: SMART Backend Services
+    /// requires `kid`, and trying every key would let one key's holder act as any other.
+    #[error("client assertion header has no kid, and the client has several keys registered")]
+    KidRequired,
     /// A required claim is absent.
     #[error("missing claim {0}")]
     MissingClaim(&'static str),
@@ -96,6 +104,7 @@ impl AuthError {
             | AuthError::UnsupportedAlg(_)
             | AuthError::UnknownKid
             | AuthError::KeyMismatch
+            | AuthError::KidRequired
             | AuthError::BadSignature
             | AuthError::IssNotSub
             | AuthError::UnknownClient
@@ -103,6 +112,7 @@ impl AuthError {
             AuthError::WrongAudience
             | AuthError::Expired
             | AuthError::ExpiresTooFarAhead
+            | AuthError::NotYetValid(_)
             | AuthError::MissingClaim(_)
             | AuthError::InvalidClaim(_)
             | AuthError::Replayed => "invalid_grant",

@@ -85,7 +85,7 @@ fn verify_finds_the_key_among_several_by_kid() {
 }
 
 #[test]
-fn without_kid_every_key_of_the_right_type_is_tried() {
+fn without_kid_only_a_client_with_one_key_is_tried() {
     let mut jwk = private(ec_keys()).clone();
     jwk.kid = None;
     let token = sign_client_assertion(&jwk, CLIENT, TOKEN_URL, NOW, 300, "j").unwrap();
@@ -102,10 +102,15 @@ fn without_kid_every_key_of_the_right_type_is_tried() {
         b64(&sig.to_bytes())
     };
     let kidless = format!("{input}.{sig}");
+    verify(&kidless, public(ec_keys()), TOKEN_URL, NOW).unwrap();
+    // Several keys: SMART requires kid, even when one of them would verify.
     let mut keys = public(rsa_keys()).clone();
     keys.keys.push(public(ec_keys_other()).keys[0].clone());
     keys.keys.push(public(ec_keys()).keys[0].clone());
-    verify(&kidless, &keys, TOKEN_URL, NOW).unwrap();
+    assert_eq!(
+        verify(&kidless, &keys, TOKEN_URL, NOW),
+        Err(AuthError::KidRequired)
+    );
     // No key of the right type at all.
     assert_eq!(
         verify(&kidless, public(rsa_keys()), TOKEN_URL, NOW),
@@ -177,6 +182,22 @@ fn exp_more_than_five_minutes_ahead_is_rejected_but_301_seconds_is_accepted() {
         verify(&sign(86400), keys, TOKEN_URL, NOW),
         Err(AuthError::ExpiresTooFarAhead)
     );
+}
+
+#[test]
+fn nbf_or_iat_in_the_future_beyond_the_leeway_is_rejected() {
+    for name in ["nbf", "iat"] {
+        let at = |t: i64| with_claims(rsa_keys(), |c| c[name] = json!(t));
+        verify_rsa(&at(NOW + 60)).unwrap();
+        verify_rsa(&at(NOW - 3600)).unwrap();
+        assert_eq!(
+            verify_rsa(&at(NOW + 61)),
+            Err(AuthError::NotYetValid(name)),
+            "{name}"
+        );
+        let text = with_claims(rsa_keys(), |c| c[name] = json!("soon"));
+        assert_eq!(verify_rsa(&text), Err(AuthError::InvalidClaim(name)));
+    }
 }
 
 #[test]

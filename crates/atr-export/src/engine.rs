@@ -712,8 +712,8 @@ impl TypeTask {
             let keep: Vec<&str> = self.elements.iter().map(String::as_str).collect();
             header = subset(ResourceType::Group, header, &keep);
         }
-        if scope.patients.is_some() && self.elements.is_empty() {
-            header = subset_tag(header);
+        if scope.patients.is_some() {
+            atr_model::meta::mark_subsetted(&mut header);
         }
         let head = serde_json::to_vec(&header).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let members = stored.member_count.unwrap_or(0) > 0 && with_members;
@@ -770,27 +770,4 @@ impl TypeTask {
         self.progress.done.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
-}
-
-/// Tags a Group reduced to some members as `SUBSETTED`.
-fn subset_tag(mut header: Value) -> Value {
-    let tag = serde_json::json!({
-        "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
-        "code": "SUBSETTED",
-        "display": "subsetted"
-    });
-    if let Some(obj) = header.as_object_mut() {
-        let meta = obj
-            .entry("meta")
-            .or_insert_with(|| Value::Object(Default::default()));
-        if let Some(meta) = meta.as_object_mut() {
-            let tags = meta
-                .entry("tag")
-                .or_insert_with(|| Value::Array(Vec::new()));
-            if let Some(tags) = tags.as_array_mut() {
-                tags.push(tag);
-            }
-        }
-    }
-    header
 }

@@ -5,7 +5,7 @@ use atr_model::ResourceType;
 use atr_model::index::{IndexEntries, extract, normalize_string};
 use atr_model::instant::parse_fhir_range;
 use atr_store::{Clause, Compare, StringMode, TokenMatch};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 /// One parsed `_typeFilter` query: a resource of its type passes when it matches every clause.
 #[derive(Debug, Clone)]
@@ -126,25 +126,15 @@ pub fn subset(rtype: ResourceType, resource: Value, keep: &[&str]) -> Value {
             out.insert(k, v);
         }
     }
-    let meta = out
-        .entry("meta")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if let Value::Object(meta) = meta {
-        let tags = meta.entry("tag").or_insert_with(|| json!([]));
-        if let Value::Array(tags) = tags {
-            tags.push(json!({
-                "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
-                "code": "SUBSETTED",
-                "display": "subsetted"
-            }));
-        }
-    }
-    Value::Object(out)
+    let mut out = Value::Object(out);
+    atr_model::meta::mark_subsetted(&mut out);
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn token_filter_matches_identifier_system_and_value() {
@@ -180,6 +170,10 @@ mod tests {
             .unwrap_or_default();
         assert!(!keys.iter().any(|k| *k == "class"));
         assert!(keys.iter().any(|k| *k == "period"));
-        assert_eq!(out["meta"]["tag"][0]["code"], "SUBSETTED");
+        assert_eq!(
+            out["meta"]["tag"],
+            json!([{"system": atr_model::meta::SUBSETTED_SYSTEM, "code": "SUBSETTED"}]),
+            "exactly system and code, no display"
+        );
     }
 }

@@ -105,7 +105,7 @@ pub fn summarize(resource: &mut Value) {
     };
     obj.remove("text");
     obj.remove("member");
-    mark_subsetted(obj);
+    tag_subsetted(obj);
 }
 
 /// `_summary=data`: drops the narrative only.
@@ -113,17 +113,38 @@ pub fn drop_text(resource: &mut Value) {
     if let Some(obj) = resource.as_object_mut()
         && obj.remove("text").is_some()
     {
-        mark_subsetted(obj);
+        tag_subsetted(obj);
     }
 }
 
-fn mark_subsetted(obj: &mut Map<String, Value>) {
+/// The `SUBSETTED` tag FHIR requires on a resource that is not complete: exactly `{system, code}`
+/// from the v3 ObservationValue code system, as FHIR's own examples write it. Every place that
+/// leaves elements out (`_summary`, `_elements`, a Group reduced to some members) tags through here.
+pub fn mark_subsetted(resource: &mut Value) {
+    if let Some(obj) = resource.as_object_mut() {
+        tag_subsetted(obj);
+    }
+}
+
+/// The system of the `SUBSETTED` tag.
+pub const SUBSETTED_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue";
+
+fn tag_subsetted(obj: &mut Map<String, Value>) {
     let meta = obj
         .entry("meta")
         .or_insert_with(|| Value::Object(Map::new()));
-    let tag = json!({"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"});
+    if !meta.is_object() {
+        *meta = Value::Object(Map::new());
+    }
+    let tag = json!({"system": SUBSETTED_SYSTEM, "code": "SUBSETTED"});
     match meta.get_mut("tag").and_then(Value::as_array_mut) {
-        Some(tags) => tags.push(tag),
+        // Subsetting twice (say `_elements` of a Group already reduced to some members) is still
+        // one tag.
+        Some(tags) => {
+            if !tags.contains(&tag) {
+                tags.push(tag);
+            }
+        }
         None => meta["tag"] = json!([tag]),
     }
 }
@@ -182,6 +203,12 @@ mod tests {
         let mut v = json!({"resourceType":"Group","text":{"div":"x"},"member":[]});
         summarize(&mut v);
         assert!(v.get("text").is_none() && v.get("member").is_none());
-        assert_eq!(v["meta"]["tag"][0]["code"], "SUBSETTED");
+        assert_eq!(
+            v["meta"]["tag"],
+            json!([{"system": SUBSETTED_SYSTEM, "code": "SUBSETTED"}])
+        );
+        // Tagged once, however often it is subsetted.
+        mark_subsetted(&mut v);
+        assert_eq!(v["meta"]["tag"].as_array().map(Vec::len), Some(1));
     }
 }

@@ -125,12 +125,17 @@ fn prepare_parts(
     })
 }
 
-/// The top-level `id` of a JSON object text, read without parsing the rest (a Group's members can
-/// be hundreds of megabytes).
-pub fn body_id(text: &str) -> Option<String> {
+/// The top-level `id` of a JSON object text, read without building the rest (a Group's members can
+/// be hundreds of megabytes). Text that is not JSON at all is an error, so a client hears that
+/// rather than "no id"; JSON without a string `id` is `None`.
+pub fn body_id(text: &str) -> Result<Option<String>, IngestError> {
     #[derive(serde::Deserialize)]
     struct IdOnly {
         id: Option<String>,
     }
-    serde_json::from_str::<IdOnly>(text).ok()?.id
+    match serde_json::from_str::<IdOnly>(text) {
+        Ok(head) => Ok(head.id),
+        Err(e) if e.is_syntax() || e.is_eof() => Err(IngestError::Json(e.to_string())),
+        Err(_) => Ok(None),
+    }
 }

@@ -239,6 +239,13 @@ async fn errors_are_operation_outcomes_with_the_right_status() {
                     .body("{not json"),
                 "not valid JSON",
             ),
+            (
+                400,
+                c.put(app.url("Patient/a"))
+                    .header("Content-Type", "application/fhir+json")
+                    .body(r#"{"resourceType":"Patient","id":"a","#),
+                "not valid JSON",
+            ),
             (400, c.get(app.url("Group?colour=red")), "colour"),
             (
                 400,

@@ -204,6 +204,11 @@ async fn every_bad_assertion_gets_its_oauth_error() {
             400,
             "invalid_grant",
         ));
+        for claim in ["nbf", "iat"] {
+            let mut early = claims(&app, &c, 120);
+            early[claim] = json!(now + 600);
+            cases.push((claim, signed(&c, &early), 400, "invalid_grant"));
+        }
         let mut iss_not_sub = claims(&app, &c, 120);
         iss_not_sub["sub"] = json!("client-b");
         cases.push((
@@ -463,6 +468,29 @@ async fn bearer_tokens_are_required_checked_and_scoped() {
             .await
             .expect("get");
         assert_eq!(r.status(), 401);
+        // Two Authorization headers: refused, never served on the first.
+        let valid = server_keys.issue("test-admin", "system/*.read", now, 300, "x3");
+        let mut two = reqwest::header::HeaderMap::new();
+        for token in [valid.as_str(), "junk"] {
+            two.append(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {token}").parse().expect("header"),
+            );
+        }
+        let r = app
+            .anon
+            .get(app.url("Group"))
+            .headers(two)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status(), 401);
+        let body: Value = r.json().await.expect("json");
+        assert!(
+            body.to_string()
+                .contains("more than one Authorization header"),
+            "{body}"
+        );
         // A read-only token on a write: 403.
         let reader = app
             .register("ro-admin", SigningAlg::Es384, &[], &["system/*.read"], true)

@@ -255,7 +255,18 @@ async fn kick_off_rejects_bad_requests_with_operation_outcomes() {
             (
                 "Group/list-1/$davinci-data-export?_type=Group,Patient",
                 400,
-                "Coverage",
+                "missing: Coverage, Practitioner, Organization",
+            ),
+            (
+                "Group/list-1/$davinci-data-export?exportType=hl7.fhir.us.davinci-atr&_type=Group,Patient,Coverage,Practitioner",
+                400,
+                "missing: Organization",
+            ),
+            (
+                // Type names are FHIR's, matched exactly.
+                "Group/list-1/$davinci-data-export?_type=Group,Patient,Coverage,Practitioner,organization",
+                400,
+                "organization",
             ),
             (
                 "Group/list-1/$export?_since=2999-01-01T00:00:00Z",
@@ -329,6 +340,21 @@ async fn kick_off_rejects_bad_requests_with_operation_outcomes() {
         for says in ["bogus", "status", "includeAssociatedData"] {
             assert!(errors.contains(says), "{says} not reported: {errors}");
         }
+        // The ATR minimum types are a SHALL: lenient handling does not waive them.
+        let (status, location, body) = kick_off(
+            &app,
+            &http,
+            "Group/list-1/$davinci-data-export?_type=Group,Patient,Coverage",
+            "respond-async, handling=lenient",
+        )
+        .await;
+        assert_eq!(status, 400, "{body}");
+        assert!(location.is_none());
+        assert!(
+            body.to_string()
+                .contains("missing: Practitioner, Organization"),
+            "{body}"
+        );
         // The three _outputFormat spellings and repeated _type parameters are accepted.
         for q in [
             "_outputFormat=application/fhir%2Bndjson",
@@ -358,7 +384,11 @@ async fn files_need_the_requesting_clients_token_and_support_range_and_gzip() {
         // Another client does not see the job, nor its files.
         let r = other.get(&location).send().await.expect("poll");
         assert_eq!(r.status(), 404);
-        assert_eq!(other.get(&url).send().await.expect("file").status(), 401);
+        // A file of another client's job answers as its status URL does: not there.
+        let r = other.get(&url).send().await.expect("file");
+        assert_eq!(r.status(), 404);
+        let body: Value = r.json().await.expect("json");
+        assert_eq!(body["resourceType"], "OperationOutcome");
         assert_eq!(app.anon.get(&url).send().await.expect("file").status(), 401);
 
         let whole = http
@@ -582,7 +612,7 @@ async fn patient_parameter_limits_the_export_and_reports_the_rest() {
             {"name": "patient", "valueReference": {"reference": member}},
             {"name": "patient", "valueReference": {"reference": stranger}},
             {"name": "patient", "valueReference": {"reference": "Coverage/x"}},
-            {"name": "_type", "valueString": "Group,Patient,Coverage"}
+            {"name": "_type", "valueString": "Group,Patient,Coverage,Practitioner,Organization"}
         ]});
         let r = http
             .post(app.url("Group/list-1/$davinci-data-export"))
@@ -614,7 +644,13 @@ async fn patient_parameter_limits_the_export_and_reports_the_rest() {
                 .iter()
                 .all(|m| m["entity"]["reference"] == member.as_str())
         );
-        assert!(group["meta"]["tag"].to_string().contains("SUBSETTED"));
+        assert_eq!(
+            group["meta"]["tag"],
+            json!([{
+                "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+                "code": "SUBSETTED"
+            }])
+        );
         let errors = error_lines(&http, &m).await;
         assert_eq!(errors.len(), 2, "{errors:?}");
         let text = json!(errors).to_string();
@@ -661,7 +697,18 @@ async fn type_filter_and_elements_narrow_the_lines() {
                 .into()
             };
             assert!(keys.is_subset(&allowed), "{t}: {keys:?}");
-            assert!(v["meta"]["tag"].to_string().contains("SUBSETTED"));
+            // FHIR's tag exactly: system and code, no display, once.
+            let subsetted = json!({
+                "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+                "code": "SUBSETTED"
+            });
+            let tags = v["meta"]["tag"].as_array().expect("tags");
+            assert_eq!(
+                tags.iter().filter(|t| **t == subsetted).count(),
+                1,
+                "{t}: {tags:?}"
+            );
+            assert!(tags.iter().all(|t| t.get("display").is_none()), "{tags:?}");
         }
         assert!(ids_of(&lines, "Coverage").len() > 1);
     }

@@ -389,6 +389,43 @@ async fn off_stops_delivery_and_a_group_the_client_may_not_see_is_401() {
         let (_, listed, _) =
             send(&other, reqwest::Method::GET, app.url("Subscription"), None).await;
         assert_eq!(listed["total"], 0, "{listed}");
+        // A PUT on its id answers exactly as on an id nobody holds.
+        let (_, theirs, _) = send(
+            &client,
+            reqwest::Method::GET,
+            app.url(&format!("Subscription/{id}")),
+            None,
+        )
+        .await;
+        let mut nobodys = theirs.clone();
+        nobodys["id"] = json!("nobody-holds-this");
+        let (taken, taken_body, _) = send(
+            &other,
+            reqwest::Method::PUT,
+            app.url(&format!("Subscription/{id}")),
+            Some(&theirs),
+        )
+        .await;
+        let (free, free_body, _) = send(
+            &other,
+            reqwest::Method::PUT,
+            app.url("Subscription/nobody-holds-this"),
+            Some(&nobodys),
+        )
+        .await;
+        assert_eq!((taken, free), (404, 404), "{taken_body} / {free_body}");
+        assert_eq!(
+            taken_body["issue"][0]["code"],
+            free_body["issue"][0]["code"]
+        );
+        assert_eq!(
+            taken_body["issue"][0]["diagnostics"]
+                .as_str()
+                .map(|d| d.replace(id.as_str(), "X")),
+            free_body["issue"][0]["diagnostics"]
+                .as_str()
+                .map(|d| d.replace("nobody-holds-this", "X")),
+        );
 
         // PUT off (with If-Match), then a change: nothing more arrives.
         let (_, current, etag) = send(

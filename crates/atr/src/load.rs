@@ -111,6 +111,7 @@ fn parse_line(
         head.contains("\"resourceType\":\"Group\"") || head.contains("\"resourceType\": \"Group\"");
     let prepared = if looks_like_group {
         let id = atr_server::ingest::body_id(line)
+            .with_context(at)?
             .with_context(|| format!("{}: the resource has no id", at()))?;
         check_id(&id, &at)?;
         (

@@ -16,10 +16,18 @@ pub async fn require_token(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let header = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
+    let mut headers = req.headers().get_all(header::AUTHORIZATION).iter();
+    let (first, second) = (headers.next(), headers.next());
+    if second.is_some() {
+        // Serving the first of several would let a proxy and the client disagree about who
+        // is asking.
+        return ApiError::unauthorized(
+            Some("invalid_request"),
+            "the request has more than one Authorization header",
+        )
+        .into_response();
+    }
+    let header = first.and_then(|v| v.to_str().ok());
     let Some(header) = header else {
         return ApiError::unauthorized(None, "this request needs a bearer access token")
             .into_response();

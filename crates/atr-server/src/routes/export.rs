@@ -28,11 +28,15 @@ use crate::state::AppState;
 
 /// The ATR export type.
 const ATR_EXPORT_TYPE: &str = "hl7.fhir.us.davinci-atr";
-/// The types `$davinci-data-export` with the ATR export type must include.
-const ATR_REQUIRED: [ResourceType; 3] = [
+/// The types a `$davinci-data-export` of the ATR export type SHALL name: seed 000 has Producers
+/// "reject requests that do not contain the minimum resource types of
+/// Group,Patient,Coverage,Practitioner,Organization".
+const ATR_REQUIRED: [ResourceType; 5] = [
     ResourceType::Group,
     ResourceType::Patient,
     ResourceType::Coverage,
+    ResourceType::Practitioner,
+    ResourceType::Organization,
 ];
 /// A status poll earlier than this after kick-off answers 202 even when the job is done: clients
 /// and suites expect the asynchronous pattern, never an instant finish.
@@ -310,7 +314,7 @@ fn parse_kick_off(
                     return Err(ApiError::bad_param(
                         "_type",
                         format!(
-                            "$davinci-data-export of {ATR_EXPORT_TYPE} needs Group, Patient and Coverage in _type; missing: {}",
+                            "$davinci-data-export of {ATR_EXPORT_TYPE} needs Group, Patient, Coverage, Practitioner and Organization in _type; missing: {}",
                             missing.join(", ")
                         ),
                     ));
@@ -731,10 +735,8 @@ async fn job_file(
         .clone()
         .with_entity(Some(format!("Group/{}", job.group_id)));
     if job.client_id != caller.client_id {
-        return Err(ApiError::unauthorized(
-            None,
-            "export files are served to the client that requested the export, with its access token",
-        ));
+        // As its status URL answers: another client's job is not there for this caller.
+        return Err(missing());
     }
     let manifest = Exporter::manifest(&job).unwrap_or_default();
     let entry = manifest

@@ -116,7 +116,7 @@ fn subscription_entry() -> Value {
         "interaction": interactions,
         "versioning": "versioned-update",
         "readHistory": false,
-        "updateCreate": true,
+        "updateCreate": false,
         "searchParam": [
             param("_id", "token", "Logical id"),
             param("status", "token", "requested | active | error | off"),

@@ -355,7 +355,7 @@ async fn update_resource(
     caller.require_admin("updating resources")?;
     let text = body_text(body)?;
     // FHIR: the body's id must be present and match the URL.
-    let body_id = crate::ingest::body_id(text);
+    let body_id = crate::ingest::body_id(text).map_err(ingest_error)?;
     match body_id.as_deref() {
         Some(b) if b == id => {}
         Some(b) => {

@@ -108,16 +108,20 @@ async fn update_subscription(
     check_id(id)?;
     caller.require(RTYPE, Interaction::Update)?;
     let expected = if_match(headers)?;
-    let existing = state.store.subscription(id).await?;
-    if let Some(e) = &existing
-        && !owns(caller, e)
+    // No update-as-create: ids are the server's (POST). So another client's id answers exactly as
+    // an id nobody holds, and a PUT cannot tell a client that someone else subscribed.
+    let missing = || {
+        ApiError::not_found(format!(
+            "Subscription/{id} does not exist (create a Subscription with POST; the server assigns its id)"
+        ))
+    };
+    if !state
+        .store
+        .subscription(id)
+        .await?
+        .is_some_and(|e| owns(caller, &e))
     {
-        // Another client's id: as if taken, without saying by whom.
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("Subscription/{id} cannot be written by this client"),
-        ));
+        return Err(missing());
     }
     // A body that is not JSON is refused by `accepted`; one that is must carry this id.
     if let Ok(resource) = serde_json::from_slice::<Value>(body) {
@@ -142,38 +146,13 @@ async fn update_subscription(
         .clone()
         .with_entity(Some(format!("Group/{}", write.group_id)));
     let now = now_micros();
-    let (record, status) = match existing {
-        None => {
-            if expected.is_some_and(|v| v != 0) {
-                return Err(ApiError::new(
-                    StatusCode::PRECONDITION_FAILED,
-                    "conflict",
-                    format!("Subscription/{id} does not exist, so If-Match cannot match"),
-                ));
-            }
-            (
-                state
-                    .store
-                    .create_subscription_audited(&write, now, &draft.record(StatusCode::CREATED))
-                    .await?,
-                StatusCode::CREATED,
-            )
-        }
-        Some(_) => match state
-            .store
-            .update_subscription_audited(&write, expected, now, &draft.record(StatusCode::OK))
-            .await?
-        {
-            Some(r) => (r, StatusCode::OK),
-            None => {
-                return Err(ApiError::not_found(format!(
-                    "Subscription/{id} does not exist"
-                )));
-            }
-        },
-    };
+    let record = state
+        .store
+        .update_subscription_audited(&write, expected, now, &draft.record(StatusCode::OK))
+        .await?
+        .ok_or_else(missing)?;
     state.notifier.wake();
-    Ok(respond(&record, status))
+    Ok(respond(&record, StatusCode::OK))
 }
 
 pub async fn delete(

@@ -380,7 +380,9 @@ pub async fn load_synthetic_members(app: &TestApp, members: u64) {
         };
         let mut batch = Vec::new();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let id = atr_server::ingest::body_id(line).expect("id");
+            let id = atr_server::ingest::body_id(line)
+                .expect("JSON")
+                .expect("id");
             let w = atr_server::ingest::prepare(rtype, &id, line, atr_store::WriteMode::Upsert)
                 .expect("valid");
             if rtype == atr_model::ResourceType::Group {
