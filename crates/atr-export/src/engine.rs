@@ -506,6 +506,9 @@ impl Exporter {
         errors.write(&lines).await?;
         manifest.error = errors.finish().await?;
 
+        if request.types.contains(&ResourceType::Patient) {
+            deleted.extend(plan.left.iter().cloned());
+        }
         if !deleted.is_empty() {
             let mut writer = SplitWriter::new(
                 self.files.clone(),

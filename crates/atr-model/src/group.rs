@@ -116,13 +116,14 @@ pub struct MemberEntry {
     pub extensions: String,
     /// The member's other elements: the inner text of a JSON object.
     pub body: String,
-    /// FNV-1a of `extensions` and `body`: equal hashes mean the attribution did not change.
+    /// FNV-1a of the element without `changeType`, written canonically: equal hashes mean the
+    /// attribution did not change, whatever order its keys came in.
     pub content_hash: i64,
 }
 
 /// The object's members but `skip`, serialised without the braces, in the order the tree's map
-/// leaves them when it removes `skip` (it moves the last member into the gap). Stored rows hash
-/// this text, so the order must not change; building it this way spares copying the element.
+/// leaves them when it removes `skip` (it moves the last member into the gap): the text a member
+/// row stores and serves. Building it this way spares copying the element.
 fn members_without(obj: &Map<String, Value>, skip: &str) -> String {
     let n = obj.len();
     let gap = obj.keys().position(|k| k == skip);
@@ -202,7 +203,7 @@ impl MemberEntry {
             provider.as_deref().unwrap_or(""),
             coverage.as_deref().unwrap_or("")
         );
-        let content_hash = fnv1a(&[extensions.as_bytes(), b"\0", body.as_bytes()]);
+        let content_hash = content_hash(obj);
         MemberEntry {
             key,
             patient,
@@ -230,6 +231,82 @@ pub fn assign_unique_keys(entries: &mut [MemberEntry]) {
         *n += 1;
         if *n > 1 {
             e.key = format!("{}#{}", e.key, n);
+        }
+    }
+}
+
+/// What "the attribution did not change" compares: the member element without its `changeType`,
+/// written canonically (object keys sorted at every depth, no whitespace). A client that reads a
+/// list and puts it back with one entry edited sends the other entries with their keys in another
+/// order (the server writes `extension` first); their content is the same, and so is this hash.
+fn content_hash(member: &Map<String, Value>) -> i64 {
+    let mut out = Vec::with_capacity(256);
+    out.push(b'{');
+    let mut keys: Vec<&String> = member.keys().collect();
+    keys.sort();
+    let mut first = true;
+    for k in keys {
+        let v = &member[k.as_str()];
+        let kept;
+        let v = if k == "extension" {
+            let Some(exts) = v.as_array() else {
+                continue;
+            };
+            kept = Value::Array(
+                exts.iter()
+                    .filter(|e| e.get("url").and_then(Value::as_str) != Some(EXT_CHANGE_TYPE))
+                    .cloned()
+                    .collect(),
+            );
+            if kept.as_array().is_some_and(Vec::is_empty) {
+                continue;
+            }
+            &kept
+        } else {
+            v
+        };
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        write_canonical(&mut out, &Value::String(k.clone()));
+        out.push(b':');
+        write_canonical(&mut out, v);
+    }
+    out.push(b'}');
+    fnv1a(&[&out])
+}
+
+/// `v` as JSON with every object's keys sorted.
+fn write_canonical(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Object(map) => {
+            out.push(b'{');
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(out, &Value::String(k.clone()));
+                out.push(b':');
+                write_canonical(out, &map[k.as_str()]);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(out, item);
+            }
+            out.push(b']');
+        }
+        // Writing a scalar into a Vec cannot fail.
+        scalar => {
+            let _ = serde_json::to_writer(&mut *out, scalar);
         }
     }
 }
@@ -299,6 +376,26 @@ mod tests {
 
     /// The row text is what serialising the element with `extension` removed from the tree gave,
     /// wherever `extension` stands: stored content hashes were made from that text.
+    #[test]
+    fn content_hash_ignores_key_order_whitespace_and_change_type() {
+        let a = MemberEntry::from_value(&json!({
+            "entity": {"reference": "Patient/p"},
+            "period": {"start": "2026-01-01", "end": "2026-12-31"},
+            "extension": [{"url": EXT_COVERAGE_REFERENCE, "valueReference": {"reference": "Coverage/c"}}]
+        }));
+        let b: Value = serde_json::from_str(&format!(
+            r#"{{ "extension": [{{"url": "{EXT_CHANGE_TYPE}", "valueCode": "new"}},
+                 {{"valueReference": {{"reference": "Coverage/c"}}, "url": "{EXT_COVERAGE_REFERENCE}"}}],
+               "period": {{"end": "2026-12-31", "start": "2026-01-01"}},
+               "entity": {{"reference": "Patient/p"}} }}"#
+        ))
+        .unwrap();
+        assert_eq!(a.content_hash, MemberEntry::from_value(&b).content_hash);
+        let mut later = b.clone();
+        later["period"]["end"] = json!("2026-06-30");
+        assert_ne!(a.content_hash, MemberEntry::from_value(&later).content_hash);
+    }
+
     #[test]
     fn member_text_is_the_tree_without_its_extensions() {
         let cases = [

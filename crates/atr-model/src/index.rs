@@ -19,6 +19,9 @@ pub enum ParamKind {
     String,
     /// References, kept as `Type/id`.
     Reference,
+    /// `code$value` pairs of two tokens (Group `characteristic-value`), kept as tokens whose code
+    /// is [`composite_code`].
+    Composite,
 }
 
 /// A search parameter served for a resource type (beyond `_id` and `_lastUpdated`, which every
@@ -45,6 +48,11 @@ const GROUP: &[SearchParam] = &[
     p("identifier", T, "Group.identifier"),
     p("name", S, "Group.name"),
     p("characteristic", T, "Group.characteristic.code"),
+    p(
+        "characteristic-value",
+        ParamKind::Composite,
+        "Group.characteristic",
+    ),
     p("managing-entity", R, "Group.managingEntity"),
     p(
         "intended-recipient",
@@ -76,6 +84,54 @@ const RELATED_PERSON: &[SearchParam] = &[
     p("identifier", T, "RelatedPerson.identifier"),
     p("patient", R, "RelatedPerson.patient"),
 ];
+
+/// The stored code of a `characteristic-value` entry: the characteristic's code, `$`, and the
+/// value token as a search writes it (`system|code`, or `code` alone). Each value is indexed both
+/// with and without its system, so `code$value` and `code$system|value` both find it.
+pub fn composite_code(code: &str, value: &str) -> String {
+    format!("{code}${value}")
+}
+
+/// `characteristic-value` entries of one `Group.characteristic`: every coding of its code paired
+/// with every token of its value (`valueCodeableConcept` codings, or `valueBoolean`).
+fn characteristic_values(param: &'static str, ch: &Value, out: &mut Vec<TokenEntry>) {
+    let mut values: Vec<String> = Vec::new();
+    if let Some(b) = ch.get("valueBoolean").and_then(Value::as_bool) {
+        values.push(b.to_string());
+    }
+    if let Some(cc) = ch.get("valueCodeableConcept") {
+        for coding in as_array(cc.get("coding")) {
+            let code = str_at(coding, "code");
+            if code.is_empty() {
+                continue;
+            }
+            values.push(code.to_string());
+            let system = str_at(coding, "system");
+            if !system.is_empty() {
+                values.push(format!("{system}|{code}"));
+            }
+        }
+    }
+    for coding in ch
+        .get("code")
+        .map(|c| as_array(c.get("coding")))
+        .unwrap_or(&[])
+    {
+        let code = str_at(coding, "code");
+        if code.is_empty() {
+            continue;
+        }
+        for value in &values {
+            out.push(TokenEntry {
+                param,
+                system: str_at(coding, "system").to_string(),
+                code: composite_code(code, value),
+                type_system: String::new(),
+                type_code: String::new(),
+            });
+        }
+    }
+}
 
 /// The indexed search parameters of a type.
 pub fn search_params(rtype: ResourceType) -> &'static [SearchParam] {
@@ -177,6 +233,12 @@ pub fn extract(rtype: ResourceType, resource: &Value) -> IndexEntries {
                     }
                 }
             }
+            (ParamKind::Composite, "characteristic-value") => {
+                for ch in as_array(resource.get("characteristic")) {
+                    characteristic_values(sp.name, ch, &mut out.tokens);
+                }
+            }
+            (ParamKind::Composite, _) => {}
             (ParamKind::Token, "intended-recipient") => {
                 for ext in as_array(resource.get("extension")) {
                     if str_at(ext, "url") == crate::EXT_INTENDED_RECIPIENT

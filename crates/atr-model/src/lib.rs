@@ -8,6 +8,7 @@
 //!
 //! It must not know about HTTP, SQL or files.
 
+pub mod contract;
 pub mod group;
 pub mod ident;
 pub mod index;

@@ -92,6 +92,19 @@ impl From<StoreError> for ApiError {
             StoreError::ListFinal(_) => {
                 Self::new(StatusCode::CONFLICT, "business-rule", e.to_string())
             }
+            // Seed 000: one list per contract; member id + payer + contract + plan unique.
+            StoreError::Claimed { element, .. } => {
+                let refused = Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "duplicate",
+                    format!("{e}; nothing was written"),
+                );
+                if element.is_empty() {
+                    refused
+                } else {
+                    refused.at(element)
+                }
+            }
             StoreError::NotOnList { .. } => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "business-rule",

@@ -1,7 +1,8 @@
 //! From a resource's JSON text to a validated, indexed write: shared by the REST API and the bulk
 //! loader, so both accept exactly the same resources.
 
-use atr_model::group::{MemberEntry, assign_unique_keys, split_group};
+use atr_model::contract;
+use atr_model::group::{MemberEntry, assign_unique_keys, is_attribution_list, split_group};
 use atr_model::validate::{group_profile, validate_group_member, validate_resource};
 use atr_model::{Issue, ResourceType, index};
 use atr_store::{ResourceWrite, WriteMode};
@@ -79,6 +80,13 @@ fn prepare_parts(
         .into_iter()
         .filter(Issue::is_error)
         .collect();
+    let attribution_list = rtype == ResourceType::Group && is_attribution_list(&resource);
+    if attribution_list {
+        issues.extend(contract::list_header_issues(&resource));
+    }
+    let contract_period = attribution_list
+        .then(|| contract::contract_period(&resource))
+        .flatten();
     let mut errors_beyond = 0usize;
     let members = match raw_members {
         None => None,
@@ -88,9 +96,17 @@ fn prepare_parts(
             for (i, r) in raw.iter().enumerate() {
                 let member: Value =
                     serde_json::from_str(r.get()).map_err(|e| IngestError::Json(e.to_string()))?;
+                let outside = member.get("period").and_then(|period| {
+                    contract::attribution_period_issue(
+                        contract_period.as_ref(),
+                        period,
+                        &format!("Group.member[{i}].period"),
+                    )
+                });
                 for issue in validate_group_member(profile, &member, i)
                     .into_iter()
                     .filter(Issue::is_error)
+                    .chain(outside)
                 {
                     if issues.len() < MAX_ISSUES {
                         issues.push(issue);
@@ -116,6 +132,7 @@ fn prepare_parts(
     Ok(ResourceWrite {
         rtype,
         id: id.to_string(),
+        claims: contract::unique_claims(rtype, &resource),
         index: index::extract(rtype, &resource),
         resource,
         members,

@@ -159,6 +159,34 @@ fn parse_token(name: &str, raw: &str) -> Result<Clause, ApiError> {
     }
 }
 
+/// `characteristic-value=[system|]code$[system|]value`, comma-separated alternatives.
+fn parse_characteristic_value(param: &'static str, raw: &str) -> Result<Clause, ApiError> {
+    let mut any_of = Vec::new();
+    for v in nonempty(param, split_values(raw))? {
+        let bad = || {
+            ApiError::bad_param(
+                param,
+                format!("{param}={v} is not [system|]code$[system|]value"),
+            )
+        };
+        let (left, value) = v.split_once('$').ok_or_else(bad)?;
+        let value = value.strip_prefix('|').unwrap_or(value);
+        let (system, code) = match split_pipes(left).as_slice() {
+            [code] => (None, code.clone()),
+            [system, code] => ((!system.is_empty()).then(|| system.clone()), code.clone()),
+            _ => return Err(bad()),
+        };
+        if code.is_empty() || value.is_empty() || value.ends_with('|') {
+            return Err(bad());
+        }
+        any_of.push(TokenMatch {
+            system,
+            code: Some(atr_model::index::composite_code(&code, value)),
+        });
+    }
+    Ok(Clause::Token { param, any_of })
+}
+
 fn parse_reference_values(
     name: &str,
     raw: &str,
@@ -314,6 +342,9 @@ pub fn parse(
                         mode,
                         any_of: nonempty(name, split_values(value))?,
                     });
+                }
+                (Some(sp), None) if sp.kind == ParamKind::Composite => {
+                    clauses.push(parse_characteristic_value(sp.name, value)?)
                 }
                 (Some(sp), None) if sp.kind == ParamKind::Reference => {
                     let any_of = parse_reference_values(
@@ -500,6 +531,7 @@ mod tests {
             "name:below",
             "member",
             "characteristic",
+            "characteristic-value",
             "managing-entity",
             "beneficiary",
             "payor",

@@ -476,15 +476,33 @@ async fn since_exports_changes_and_everything_about_members_who_joined_after_it(
         let (_, coverages) = app
             .get_json(&format!("Coverage?payor={payer}&_count=1000"))
             .await;
-        let newcomer = coverages["entry"]
+        let mut candidates = coverages["entry"]
             .as_array()
             .into_iter()
             .flatten()
             .filter(|e| e["resource"]["status"] == "active")
             .filter_map(|e| e["resource"]["beneficiary"]["reference"].as_str())
-            .find(|p| !on.contains(*p))
-            .expect("a patient to add")
-            .to_string();
+            .filter(|p| !on.contains(*p))
+            .map(str::to_string)
+            .collect::<BTreeSet<String>>()
+            .into_iter();
+        let newcomer = candidates.next().expect("a patient to add");
+        // On the list at _since, removed after it: on an open list the entry leaves (seed 004).
+        let leaver = candidates.next().expect("a second patient to add");
+        let add = |patient: &str| {
+            json!({"resourceType": "Parameters", "parameter": [
+                {"name": "patientReference", "valueReference": {"reference": patient}},
+                {"name": "providerReference", "valueReference": {"reference": provider}}
+            ]})
+        };
+        let r = http
+            .post(app.url("Group/list-9/$member-add"))
+            .header("Content-Type", "application/fhir+json")
+            .body(add(&leaver).to_string())
+            .send()
+            .await
+            .expect("member-add");
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
         let changed = on.iter().next().expect("a member").clone();
         // A Coverage a member entry references, deleted after _since.
         let gone = g["member"]
@@ -509,6 +527,17 @@ async fn since_exports_changes_and_everything_about_members_who_joined_after_it(
             .send()
             .await
             .expect("member-add");
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+        let params = json!({"resourceType": "Parameters", "parameter": [
+            {"name": "patientReference", "valueReference": {"reference": leaver}}
+        ]});
+        let r = http
+            .post(app.url("Group/list-9/$member-remove"))
+            .header("Content-Type", "application/fhir+json")
+            .body(params.to_string())
+            .send()
+            .await
+            .expect("member-remove");
         assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
         let (_, mut p) = app.get_json(&changed).await;
         p["birthDate"] = json!("1970-01-02");
@@ -541,7 +570,8 @@ async fn since_exports_changes_and_everything_about_members_who_joined_after_it(
         let covs = ids_of(&lines, "Coverage");
         assert_eq!(covs.len(), 1, "{covs:?}");
         assert_eq!(ids_of(&lines, "Group").len(), 1);
-        // The Coverage deleted after _since is in the deleted file, not in the output.
+        // The Coverage deleted after _since, and the member who left the list, are in the
+        // deleted file, not in the output.
         let deleted = m["deleted"].as_array().expect("deleted files");
         assert_eq!(deleted.len(), 1, "{m}");
         let text = http
@@ -552,9 +582,24 @@ async fn since_exports_changes_and_everything_about_members_who_joined_after_it(
             .text()
             .await
             .expect("text");
-        let bundle: Value = serde_json::from_str(text.trim()).expect("one Bundle line");
-        assert_eq!(bundle["entry"][0]["request"]["method"], "DELETE");
-        assert_eq!(bundle["entry"][0]["request"]["url"], gone.as_str());
+        let mut urls = BTreeSet::new();
+        for line in text.lines() {
+            let bundle: Value = serde_json::from_str(line).expect("a Bundle line");
+            assert_eq!(bundle["entry"][0]["request"]["method"], "DELETE");
+            urls.insert(
+                bundle["entry"][0]["request"]["url"]
+                    .as_str()
+                    .expect("url")
+                    .to_string(),
+            );
+        }
+        assert_eq!(
+            urls,
+            BTreeSet::from([gone.clone(), leaver.clone()]),
+            "{}",
+            app.dialect
+        );
+        assert!(!patients.contains(&leaver));
 
         // _until moves the snapshot back: the list before the addition, the Patient before its
         // change, nothing updated after it.
@@ -568,7 +613,8 @@ async fn since_exports_changes_and_everything_about_members_who_joined_after_it(
         assert_eq!(m["transactionTime"].as_str(), Some(since.as_str()));
         let lines = download(&http, &m).await;
         let patients: BTreeSet<String> = ids_of(&lines, "Patient").into_iter().collect();
-        assert_eq!(patients, on.iter().cloned().collect(), "{}", app.dialect);
+        let at_since: BTreeSet<String> = on.iter().cloned().chain([leaver.clone()]).collect();
+        assert_eq!(patients, at_since, "{}", app.dialect);
         let (_, old) = lines
             .iter()
             .find(|(t, v)| {

@@ -300,6 +300,82 @@ async fn member_add_by_references_attaches_the_coverage_with_the_payer() {
 }
 
 #[tokio::test]
+async fn member_add_with_a_new_period_updates_the_entry_and_bad_periods_are_refused() {
+    for app in spawn_apps().await {
+        load_synthetic(&app).await;
+        let (patient, _) = candidate(&app, "list-3").await;
+        let (_, g) = app.get_json("Group/list-3").await;
+        let contract = g["extension"]
+            .as_array()
+            .expect("extensions")
+            .iter()
+            .find(|e| e["url"] == "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/ext-contractValidityPeriod")
+            .expect("contract period")["valuePeriod"]
+            .clone();
+        let start = contract["start"].as_str().expect("start").to_string();
+        let end = contract["end"].as_str().expect("end").to_string();
+        let add = |period: Option<Value>| {
+            let mut params = vec![
+                param("patientReference", "valueReference", reference(&patient)),
+                param(
+                    "providerReference",
+                    "valueReference",
+                    reference("Practitioner/pract-2"),
+                ),
+            ];
+            if let Some(p) = period {
+                params.push(param("attributionPeriod", "valuePeriod", p));
+            }
+            let app = &app;
+            async move { op(app, "list-3", "$member-add", Value::Array(params)).await }
+        };
+        let entry_of = |g: &Value| {
+            g["member"]
+                .as_array()
+                .expect("members")
+                .iter()
+                .find(|m| m["entity"]["reference"] == patient.as_str())
+                .cloned()
+                .expect("the entry")
+        };
+        let (status, body, _) = add(Some(json!({"start": start, "end": end}))).await;
+        assert_eq!(status, 200, "{body}");
+        let (_, v1) = quantity(&app, "list-3").await;
+        // The same period again: nothing changes.
+        let (status, body, _) = add(Some(json!({"start": start, "end": end}))).await;
+        assert_eq!(status, 200);
+        assert!(text(&body).contains("nothing changed"), "{body}");
+        // A new period for the same attribution: that entry, a new version, changed.
+        let (status, body, _) = add(Some(json!({"start": start, "end": start}))).await;
+        assert_eq!(status, 200, "{body}");
+        let (_, v2) = quantity(&app, "list-3").await;
+        assert_ne!(v1, v2, "a new version");
+        let (_, g) = app.get_json("Group/list-3").await;
+        let m = entry_of(&g);
+        assert_eq!(m["period"], json!({"start": start, "end": start}));
+        assert_eq!(m["extension"][0]["valueCode"], "changed", "{m}");
+        // No period: the entry keeps the one it has.
+        let (status, body, _) = add(None).await;
+        assert_eq!(status, 200);
+        assert!(text(&body).contains("nothing changed"), "{body}");
+        // Inverted, or wholly outside the contract: 422 on attributionPeriod, nothing written.
+        for (bad, says) in [
+            (json!({"start": end, "end": start}), "after its end"),
+            (
+                json!({"start": "1990-01-01", "end": "1990-12-31"}),
+                "outside the contract validity period",
+            ),
+        ] {
+            let (status, body, _) = add(Some(bad)).await;
+            assert_eq!(status, 422, "{body}");
+            assert_eq!(body["issue"][0]["expression"][0], "attributionPeriod");
+            assert!(text(&body).contains(says), "{says}: {body}");
+        }
+        assert_eq!(quantity(&app, "list-3").await.1, v2, "nothing written");
+    }
+}
+
+#[tokio::test]
 async fn member_remove_drops_on_draft_removes_on_open_and_final_lists_refuse_changes() {
     for app in spawn_apps().await {
         load_synthetic(&app).await;

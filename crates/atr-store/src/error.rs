@@ -15,6 +15,14 @@ pub enum StoreError {
     AlreadyExists { rtype: String, id: String },
     #[error("{rtype}/{id} does not exist")]
     NotFound { rtype: String, id: String },
+    /// A write would make a second holder of a unique value (`atr_model::contract::UniqueClaim`).
+    #[error("{what} already belongs to {holder}")]
+    Claimed {
+        what: String,
+        holder: String,
+        /// Where the value is (`Group.identifier`), when known.
+        element: &'static str,
+    },
     /// `$member-add`/`$member-remove` on a list whose status is final.
     #[error("Group/{0} is final: its membership can no longer change")]
     ListFinal(String),

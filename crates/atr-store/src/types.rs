@@ -1,6 +1,7 @@
 //! What goes into and comes out of a store.
 
 use atr_model::ResourceType;
+use atr_model::contract::UniqueClaim;
 use atr_model::group::MemberEntry;
 use atr_model::index::IndexEntries;
 use bytes::Bytes;
@@ -31,6 +32,10 @@ pub struct ResourceWrite {
     /// A body already stamped for the version the writer expects (bulk loads stamp in their
     /// parsing threads, off the store's critical path). Used only when the version matches.
     pub prestamped: Option<Prestamped>,
+    /// Values this resource holds that no other may (`atr_model::contract::unique_claims`),
+    /// computed by the writer while it has the tree; the store records them in the same
+    /// transaction and refuses the write when another resource holds one.
+    pub claims: Vec<UniqueClaim>,
 }
 
 /// A resource body serialised with `meta.versionId = version` and `meta.lastUpdated = last_updated`.
@@ -307,6 +312,11 @@ pub struct ExportPlan {
     /// With a `since` filter: `Type/id` of everything referenced by members who joined after it
     /// (exported whatever its lastUpdated).
     pub joined: std::collections::HashSet<String>,
+    /// With a `since` filter: `Patient/id` of the members on the list at `since` who are not on it
+    /// at the exported version. They left (an open list's removal takes the entry away), so an
+    /// incremental pull reports them in `deleted`: the Consumer no longer holds them, and may no
+    /// longer read them.
+    pub left: Vec<String>,
 }
 
 impl ExportPlan {

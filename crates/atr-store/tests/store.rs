@@ -726,3 +726,113 @@ async fn load_batch_reload_makes_new_versions_and_a_repeated_id_writes_nothing()
         assert_eq!(s.search(&all).await.expect("count").total, Some(4));
     }
 }
+
+/// A list for contract `contract` (an attribution list: it has a status).
+fn contract_list(id: &str, contract: &str) -> String {
+    json!({"resourceType":"Group","id":id,"type":"person","actual":true,
+        "extension":[{"url":"http://hl7.org/fhir/us/davinci-atr/StructureDefinition/ext-attributionListStatus","valueCode":"draft"}],
+        "identifier":[{"type":{"text":"Contract Identifier"},"system":"https://payer.example/sid/contract","value":contract}],
+        "managingEntity":{"reference":"Organization/payer"},"member":[]})
+    .to_string()
+}
+
+fn member_coverage(id: &str, member: &str, plan: &str) -> String {
+    json!({"resourceType":"Coverage","id":id,"status":"active",
+        "identifier":[{"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0203","code":"MB"}]},
+            "system":"https://payer.example/sid/member","value":member}],
+        "class":[{"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/coverage-class","code":"plan"}]},"value":plan}],
+        "beneficiary":{"reference":"Patient/p"},"payor":[{"reference":"Organization/payer"}]})
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_contract_or_a_member_plan_has_one_holder_on_every_write_path() {
+    for (store, _dir) in stores().await {
+        let s = store.as_ref();
+        let claimed = |r: Result<_, StoreError>, holder: &str| match r {
+            Err(StoreError::Claimed { holder: h, .. }) => assert_eq!(h, holder, "{}", s.dialect()),
+            Err(e) => panic!("{}: expected Claimed, got {e}", s.dialect()),
+            Ok(_) => panic!("{}: a second holder was written", s.dialect()),
+        };
+        s.write(write_of(&contract_list("g1", "C1"), WriteMode::Upsert))
+            .await
+            .expect("first list");
+        // One list per contract: by a single write and by a bulk load; nothing written.
+        claimed(
+            s.write(write_of(&contract_list("g2", "C1"), WriteMode::Upsert))
+                .await
+                .map(|_| ()),
+            "Group/g1",
+        );
+        claimed(
+            s.load_batch(vec![write_of(
+                &contract_list("g2", "C1"),
+                WriteMode::Upsert,
+            )])
+            .await
+            .map(|_| ()),
+            "Group/g1",
+        );
+        assert!(
+            s.read(ResourceType::Group, "g2", None)
+                .await
+                .expect("read")
+                .is_none()
+        );
+        // The holder itself may be written again.
+        s.write(write_of(&contract_list("g1", "C1"), WriteMode::Upsert))
+            .await
+            .expect("same list again");
+
+        // Member id + payer + plan: twice in one batch, or against the store.
+        claimed(
+            s.load_batch(vec![
+                write_of(&member_coverage("c1", "M1", "GOLD"), WriteMode::Upsert),
+                write_of(&member_coverage("c2", "M1", "GOLD"), WriteMode::Upsert),
+            ])
+            .await
+            .map(|_| ()),
+            "Coverage/c1",
+        );
+        assert!(
+            s.read(ResourceType::Coverage, "c1", None)
+                .await
+                .expect("read")
+                .is_none()
+        );
+        s.load_batch(vec![
+            write_of(&member_coverage("c1", "M1", "GOLD"), WriteMode::Upsert),
+            write_of(&member_coverage("c2", "M1", "SILVER"), WriteMode::Upsert),
+        ])
+        .await
+        .expect("other plans");
+        claimed(
+            s.write(write_of(
+                &member_coverage("c3", "M1", "GOLD"),
+                WriteMode::Upsert,
+            ))
+            .await
+            .map(|_| ()),
+            "Coverage/c1",
+        );
+        // A Coverage that changes its plan frees the old one.
+        s.write(write_of(
+            &member_coverage("c1", "M1", "BRONZE"),
+            WriteMode::Upsert,
+        ))
+        .await
+        .expect("c1 moves plan");
+        s.write(write_of(
+            &member_coverage("c3", "M1", "GOLD"),
+            WriteMode::Upsert,
+        ))
+        .await
+        .expect("GOLD is free");
+
+        // Deleting the list frees its contract.
+        s.delete(ResourceType::Group, "g1").await.expect("delete");
+        s.write(write_of(&contract_list("g2", "C1"), WriteMode::Upsert))
+            .await
+            .expect("the contract is free");
+    }
+}

@@ -235,6 +235,20 @@ impl ListDef {
                     "system": payer.system("settlement-entity"),
                     "value": format!("SE-{:05}", org.num),
                 },
+                // Seed 000: settlement entity names and ACO identifiers SHALL be in
+                // Group.identifier, so a Consumer can discover the list by either.
+                {
+                    "use": "secondary",
+                    "type": { "text": "Settlement Entity Name" },
+                    "system": payer.system("settlement-entity-name"),
+                    "value": org.name,
+                },
+                {
+                    "use": "secondary",
+                    "type": { "text": "ACO Identifier" },
+                    "system": payer.system("aco"),
+                    "value": format!("ACO-{:04}", org.num),
+                },
                 typed_identifier("NPI", atr_model::SYSTEM_NPI, &org.npi),
                 typed_identifier("TAX", atr_model::SYSTEM_TIN, &org.tin),
             ],

@@ -262,6 +262,21 @@ fn check_consistency(dir: &Path, summary: &atr_synth::SynthSummary, members: usi
                 .ends_with("/fhir/sid/contract")
                 && i["value"].as_str().unwrap().starts_with("CTR-")
         }));
+        // Settlement entity name and ACO identifier (seed 000 SHALL), each a non-empty value.
+        for (suffix, prefix) in [
+            ("/fhir/sid/settlement-entity-name", ""),
+            ("/fhir/sid/aco", "ACO-"),
+        ] {
+            assert!(
+                g["identifier"].as_array().unwrap().iter().any(|i| {
+                    i["system"].as_str().unwrap().ends_with(suffix)
+                        && i["value"]
+                            .as_str()
+                            .is_some_and(|v| !v.is_empty() && v.starts_with(prefix))
+                }),
+                "{suffix}"
+            );
+        }
         let members = g["member"].as_array().map(Vec::as_slice).unwrap_or(&[]);
         assert_eq!(g["quantity"], members.len() as u64);
         total_entries += members.len();

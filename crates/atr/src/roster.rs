@@ -6,6 +6,7 @@ use std::io::BufRead;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use atr_model::contract::DateSpan;
 use atr_model::group::{MemberEntry, assign_unique_keys};
 use atr_model::validate::{GroupProfile, group_profile, validate_group_member};
 use atr_model::{EXT_ATTRIBUTED_PROVIDER, EXT_COVERAGE_REFERENCE, LIST_STATUS_CODES, ResourceType};
@@ -88,6 +89,7 @@ fn roster_member(
     line: &str,
     csv: bool,
     profile: GroupProfile,
+    contract: Option<&DateSpan>,
     index: usize,
     at: &str,
 ) -> Result<Value> {
@@ -96,9 +98,13 @@ fn roster_member(
     } else {
         serde_json::from_str(line).with_context(|| format!("{at}: not JSON"))?
     };
+    let outside = member.get("period").and_then(|period| {
+        atr_model::contract::attribution_period_issue(contract, period, "Group.member.period")
+    });
     let issues: Vec<String> = validate_group_member(profile, &member, index)
         .into_iter()
         .filter(atr_model::Issue::is_error)
+        .chain(outside)
         .map(|i| i.diagnostics)
         .collect();
     if !issues.is_empty() {
@@ -119,6 +125,7 @@ async fn reload(store: &atr_store::SqlStore, group: &str, file: &PathBuf) -> Res
         obj.remove("quantity");
     }
     let profile = group_profile(&header);
+    let contract = atr_model::contract::contract_period(&header);
     let csv = file.extension().is_some_and(|e| e == "csv");
     let reader = std::io::BufReader::new(
         std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?,
@@ -130,7 +137,7 @@ async fn reload(store: &atr_store::SqlStore, group: &str, file: &PathBuf) -> Res
         if line.trim().is_empty() || (csv && n == 0 && line.starts_with("patient")) {
             continue;
         }
-        let member = roster_member(&line, csv, profile, entries.len(), &at)?;
+        let member = roster_member(&line, csv, profile, contract.as_ref(), entries.len(), &at)?;
         entries.push(MemberEntry::from_value(&member));
     }
     assign_unique_keys(&mut entries);
@@ -139,6 +146,7 @@ async fn reload(store: &atr_store::SqlStore, group: &str, file: &PathBuf) -> Res
         .write(ResourceWrite {
             rtype: ResourceType::Group,
             id: group.to_string(),
+            claims: atr_model::contract::unique_claims(ResourceType::Group, &header),
             index: atr_model::index::extract(ResourceType::Group, &header),
             resource: header,
             members: Some(entries),
@@ -235,7 +243,7 @@ mod tests {
             patient_list in any::<bool>(),
         ) {
             let profile = if patient_list { GroupProfile::PatientList } else { GroupProfile::AttributionList };
-            if let Err(e) = roster_member(&line, csv, profile, 0, "roster.ndjson:7") {
+            if let Err(e) = roster_member(&line, csv, profile, None, 0, "roster.ndjson:7") {
                 let text = format!("{e:#}");
                 prop_assert!(text.starts_with("roster.ndjson:7"), "{}", text);
             }
@@ -248,7 +256,7 @@ mod tests {
         ) {
             let mut entries = Vec::new();
             for (line, is_csv) in ndjson.iter().map(|l| (l, false)).chain(csv.iter().map(|l| (l, true))) {
-                match roster_member(line, is_csv, GroupProfile::AttributionList, entries.len(), "f:1") {
+                match roster_member(line, is_csv, GroupProfile::AttributionList, None, entries.len(), "f:1") {
                     Ok(member) => entries.push(MemberEntry::from_value(&member)),
                     Err(e) => {
                         let text = format!("{e:#}");

@@ -62,6 +62,34 @@ fn synth_then_load_reports_and_bad_lines_fail_with_a_reason() {
         stderr.contains("Coverage.ndjson:1") && stderr.contains("Coverage/c1 is invalid"),
         "{stderr}"
     );
+
+    // A second list for a contract that has one (seed 000: one Group per contract) is refused,
+    // and so is a list that names no contract; nothing of either is written.
+    let first_list = std::fs::read_to_string(data.join("Group.ndjson")).expect("groups");
+    let mut copy: serde_json::Value =
+        serde_json::from_str(first_list.lines().next().expect("a list")).expect("json");
+    let original = copy["id"].as_str().expect("id").to_string();
+    copy["id"] = "second-list".into();
+    let mut nameless = copy.clone();
+    nameless["id"] = "no-contract".into();
+    nameless["identifier"] = serde_json::json!([]);
+    for (list, says) in [
+        (&copy, format!("already belongs to Group/{original}")),
+        (&nameless, "contract identifier".to_string()),
+    ] {
+        std::fs::write(bad.join("Coverage.ndjson"), "").expect("empty");
+        std::fs::write(bad.join("Group.ndjson"), format!("{list}\n")).expect("write");
+        let out = Command::new(ATR)
+            .arg("load")
+            .arg(&bad)
+            .arg("--data-dir")
+            .arg(&store)
+            .output()
+            .expect("load");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(stderr.contains(&says), "{says}: {stderr}");
+    }
 }
 
 /// `scripts/sqlite_load_floor.py` copies what a load wrote into fresh files, one per journal mode,
@@ -412,8 +440,8 @@ fn roster_status_and_reload_make_new_versions_and_bad_rows_fail_with_a_reason() 
     std::fs::write(
         &csv,
         "patient,provider,coverage,period_start,period_end\n\
-         Patient/pat-1,Practitioner/pract-1,Coverage/cov-1,2026-01-01,2026-12-31\n\
-         Patient/pat-2,Practitioner/pract-2,Coverage/cov-2,2026-01-01,2026-12-31\n",
+         Patient/pat-1,Practitioner/pract-1,Coverage/cov-1,2025-01-01,2025-12-31\n\
+         Patient/pat-2,Practitioner/pract-2,Coverage/cov-2,2025-03-01,2025-12-31\n",
     )
     .expect("write");
     let (ok, out, err) = atr(&["roster", "--data-dir", &store, "reload", "list-1", &csv]);
@@ -429,6 +457,19 @@ fn roster_status_and_reload_make_new_versions_and_bad_rows_fail_with_a_reason() 
     assert!(!ok, "a Practitioner is not a member");
     assert!(
         err.contains("bad.csv:2") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    // An attribution period that shares no day with the contract.
+    std::fs::write(
+        &bad,
+        "patient,provider,coverage,period_start,period_end\n\
+         Patient/pat-1,Practitioner/pract-1,Coverage/cov-1,1990-01-01,1990-12-31\n",
+    )
+    .expect("write");
+    let (ok, _, err) = atr(&["roster", "--data-dir", &store, "reload", "list-1", &bad]);
+    assert!(!ok);
+    assert!(
+        err.contains("bad.csv:2") && err.contains("outside the contract validity period"),
         "{err}"
     );
 }

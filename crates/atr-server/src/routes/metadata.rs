@@ -36,6 +36,10 @@ fn resource_entry(rtype: ResourceType) -> Value {
                 "Case- and accent-insensitive prefix; :exact and :contains",
             ),
             (ParamKind::Reference, _) => ("reference", "Type/id"),
+            (ParamKind::Composite, _) => (
+                "composite",
+                "[system|]code$[system|]value: a characteristic with that value (CodeableConcept or boolean)",
+            ),
         };
         let mut p = param(sp.name, kind, doc);
         p["definition"] = json!(format!(
@@ -141,6 +145,9 @@ pub async fn capability_statement(State(state): State<AppState>) -> Response {
             "http://hl7.org/fhir/us/davinci-atr/CapabilityStatement/atr-producer",
             "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"
         ],
+        // The IG's canonical, as its ImplementationGuide resource states it (CapabilityStatement
+        // SHOULD list the guides it conforms to).
+        "implementationGuide": ["http://hl7.org/fhir/us/davinci-atr/ImplementationGuide/davinci-atr"],
         "software": {"name": "atr", "version": env!("CARGO_PKG_VERSION")},
         "implementation": {"description": "atr: Da Vinci Member Attribution List Producer", "url": state.base_url.as_ref()},
         "fhirVersion": "4.0.1",

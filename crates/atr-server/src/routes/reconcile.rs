@@ -423,6 +423,62 @@ fn check_member_add(inputs: &Inputs) -> ApiResult<()> {
     )
 }
 
+/// A given `attributionPeriod` is held to the rules a list write is: a valid Period, not inverted,
+/// sharing at least a day with the contract.
+fn check_attribution_period(header: &Value, member: &Value) -> ApiResult<()> {
+    let contract = atr_model::contract::contract_period(header);
+    let issues: Vec<Issue> = atr_model::validate::validate_group_member(
+        atr_model::validate::GroupProfile::AttributionList,
+        member,
+        0,
+    )
+    .into_iter()
+    .filter(Issue::is_error)
+    .chain(member.get("period").and_then(|p| {
+        atr_model::contract::attribution_period_issue(contract.as_ref(), p, "attributionPeriod")
+    }))
+    .map(|mut i| {
+        i.expression = Some("attributionPeriod".into());
+        i
+    })
+    .collect();
+    if issues.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_resource(issues))
+    }
+}
+
+/// The period of the active entry `entry` names (same patient, provider and coverage), when the
+/// list has it.
+async fn current_period(
+    state: &AppState,
+    group_id: &str,
+    header: &Value,
+    entry: &MemberEntry,
+) -> ApiResult<Option<Value>> {
+    let Some(version) = header["meta"]["versionId"]
+        .as_str()
+        .and_then(|v| v.parse::<i64>().ok())
+    else {
+        return Ok(None);
+    };
+    for text in state
+        .store
+        .entries_of(group_id, version, &entry.patient, false)
+        .await?
+    {
+        let Ok(member) = serde_json::from_str::<Value>(&text) else {
+            continue;
+        };
+        let row = MemberEntry::from_value(&member);
+        if row.key == entry.key && !row.inactive {
+            return Ok(member.get("period").cloned());
+        }
+    }
+    Ok(None)
+}
+
 pub async fn member_add(
     state: &AppState,
     caller: &Caller,
@@ -462,13 +518,6 @@ pub async fn member_add(
         .as_str()
         .and_then(atr_model::reference::normalize_reference);
     let coverage = coverage_with_payer(state, &patient, payer.as_deref()).await?;
-    let period = inputs.get("attributionPeriod").cloned().or_else(|| {
-        header["extension"].as_array().and_then(|exts| {
-            exts.iter()
-                .find(|e| e["url"] == EXT_CONTRACT_VALIDITY_PERIOD)
-                .map(|e| e["valuePeriod"].clone())
-        })
-    });
     let mut member = json!({
         "extension": [
             {"url": EXT_COVERAGE_REFERENCE, "valueReference": {"reference": coverage}},
@@ -476,10 +525,30 @@ pub async fn member_add(
         ],
         "entity": {"reference": patient},
     });
+    let given = inputs.get("attributionPeriod").cloned();
+    if let Some(p) = &given {
+        member["period"] = p.clone();
+    }
+    member["inactive"] = Value::Bool(false);
+    let period = match given {
+        Some(p) => {
+            check_attribution_period(&header, &member)?;
+            Some(p)
+        }
+        // Without a period the attribution keeps the one it has, or, new, runs for the contract.
+        None => current_period(state, group_id, &header, &MemberEntry::from_value(&member))
+            .await?
+            .or_else(|| {
+                header["extension"].as_array().and_then(|exts| {
+                    exts.iter()
+                        .find(|e| e["url"] == EXT_CONTRACT_VALIDITY_PERIOD)
+                        .map(|e| e["valuePeriod"].clone())
+                })
+            }),
+    };
     if let Some(p) = period.filter(Value::is_object) {
         member["period"] = p;
     }
-    member["inactive"] = Value::Bool(false);
     let entry = MemberEntry::from_value(&member);
     let out = state
         .store
@@ -493,7 +562,7 @@ pub async fn member_add(
         .await?;
     let message = if out.changed {
         format!(
-            "{patient} added to Group/{group_id}, attributed to {provider} with {coverage}; version {}",
+            "{patient} added to Group/{group_id} (or its attribution period updated), attributed to {provider} with {coverage}; version {}",
             out.version
         )
     } else {

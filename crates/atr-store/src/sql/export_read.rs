@@ -84,11 +84,14 @@ pub(crate) async fn plan(pool: &Pool, scope: &ExportScope) -> Result<ExportPlan,
         )
         .await?;
     attributed.extend(managing.into_iter().map(|mut r| r.text(0)));
-    let (since, joined) = match scope.since {
-        None => (None, HashSet::new()),
+    let (since, joined, left) = match scope.since {
+        None => (None, HashSet::new(), Vec::new()),
         Some(since) => match joined_since(pool, scope, since).await? {
-            None => (None, HashSet::new()),
-            Some(joined) => (Some(since), joined),
+            None => (None, HashSet::new(), Vec::new()),
+            Some(joined) => {
+                let left = left_since(pool, scope, since, &refs.patients).await?;
+                (Some(since), joined, left)
+            }
         },
     };
     let mut ids = BTreeMap::new();
@@ -100,7 +103,52 @@ pub(crate) async fn plan(pool: &Pool, scope: &ExportScope) -> Result<ExportPlan,
         attributed,
         since,
         joined,
+        left,
     })
+}
+
+/// The version of the Group current at `since`, when it existed then.
+async fn version_at(pool: &Pool, group_id: &str, at: i64) -> Result<Option<i64>, StoreError> {
+    Ok(pool
+        .fetch_optional(
+            "SELECT MAX(version) FROM resource_version WHERE rtype = 'Group' AND id = $1 \
+             AND last_updated <= $2 AND NOT deleted",
+            &[group_id.into(), at.into()],
+            &[Col::OptInt],
+        )
+        .await?
+        .and_then(|r| r.opt_int(0)))
+}
+
+/// `Patient/id` of the members on the list at `since` (active or not) who have no entry at the
+/// exported version, in the order their rows were first written. A `patient` subset narrows it
+/// to those patients.
+async fn left_since(
+    pool: &Pool,
+    scope: &ExportScope,
+    since: i64,
+    in_scope: &IdSet,
+) -> Result<Vec<String>, StoreError> {
+    let Some(then) = version_at(pool, &scope.group_id, since).await? else {
+        return Ok(Vec::new());
+    };
+    let sql = "SELECT patient FROM group_member WHERE group_id = $1 AND from_version <= $2 \
+               AND (to_version IS NULL OR to_version > $2) ORDER BY ord";
+    let args = [Arg::from(scope.group_id.as_str()), Arg::Int(then)];
+    let mut rows = pool.rows(sql, &args, &[Col::Text]);
+    let mut seen = HashSet::new();
+    let mut left = Vec::new();
+    while let Some(mut r) = rows.try_next().await? {
+        let patient = r.text(0);
+        let Some(id) = patient.strip_prefix("Patient/") else {
+            continue;
+        };
+        let asked = scope.patients.as_ref().is_none_or(|p| p.contains(&patient));
+        if asked && !in_scope.contains(id) && seen.insert(patient.clone()) {
+            left.push(patient);
+        }
+    }
+    Ok(left)
 }
 
 /// What the member rows in scope reference.
@@ -264,16 +312,7 @@ async fn joined_since(
     scope: &ExportScope,
     since: i64,
 ) -> Result<Option<HashSet<String>>, StoreError> {
-    let then = pool
-        .fetch_optional(
-            "SELECT MAX(version) FROM resource_version WHERE rtype = 'Group' AND id = $1 \
-             AND last_updated <= $2 AND NOT deleted",
-            &[scope.group_id.as_str().into(), since.into()],
-            &[Col::OptInt],
-        )
-        .await?
-        .and_then(|r| r.opt_int(0));
-    let Some(then) = then else {
+    let Some(then) = version_at(pool, &scope.group_id, since).await? else {
         return Ok(None);
     };
     // Rows that began after `then` are candidates; their patient joined unless it had a row then.

@@ -16,8 +16,24 @@ pub(crate) async fn delete_index(
     rtype: ResourceType,
     ids: &[String],
 ) -> Result<(), StoreError> {
+    delete_rows_of(
+        tx,
+        &["search_token", "search_string", "search_ref"],
+        rtype,
+        ids,
+    )
+    .await
+}
+
+/// Removes the rows that `tables` keep for resources `rtype/ids` (tables keyed by `rtype, id`).
+pub(crate) async fn delete_rows_of(
+    tx: &mut Tx,
+    tables: &[&str],
+    rtype: ResourceType,
+    ids: &[String],
+) -> Result<(), StoreError> {
     for chunk in ids.chunks(ROWS_PER_INSERT) {
-        for table in ["search_token", "search_string", "search_ref"] {
+        for table in tables {
             let mut st =
                 super::statement::Statement::new(&format!("DELETE FROM {table} WHERE rtype = "));
             st.bind(rtype.as_str())

@@ -183,6 +183,25 @@ async fn insert_row(
     Ok(())
 }
 
+/// `current` with the attribution period of `wanted`.
+fn with_period(current: &MemberEntry, wanted: &MemberEntry) -> Result<MemberEntry, StoreError> {
+    let mut text = Vec::new();
+    write_member(&mut text, None, &current.extensions, &current.body);
+    let mut member: Value =
+        serde_json::from_slice(&text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let mut period = serde_json::Map::new();
+    if let Some(s) = &wanted.period_start {
+        period.insert("start".into(), s.clone().into());
+    }
+    if let Some(e) = &wanted.period_end {
+        period.insert("end".into(), e.clone().into());
+    }
+    member["period"] = Value::Object(period);
+    let mut updated = MemberEntry::from_value(&member);
+    updated.key = current.key.clone();
+    Ok(updated)
+}
+
 /// The `ord` of a row (kept when an entry is replaced in place).
 async fn ord_of(tx: &mut Tx, row_id: i64) -> Result<i64, StoreError> {
     let row = tx
@@ -254,7 +273,22 @@ pub(crate) async fn apply(
             )
             .await?;
             match existing.iter().find(|m| m.entry.key == entry.key) {
-                Some(m) if !m.inactive => return Ok(unchanged(&header, 0, &status)),
+                Some(m)
+                    if !m.inactive
+                        && (m.entry.period_start.as_ref(), m.entry.period_end.as_ref())
+                            == (entry.period_start.as_ref(), entry.period_end.as_ref()) =>
+                {
+                    return Ok(unchanged(&header, 0, &status));
+                }
+                // Active with another attribution period: the entry as it is, with the new
+                // period (its other elements stay), changed.
+                Some(m) if !m.inactive => {
+                    let updated = with_period(&m.entry, &entry)?;
+                    let ord = ord_of(tx, m.row_id).await?;
+                    end_row(tx, m.row_id, next).await?;
+                    insert_row(tx, group_id, Some(ord), updated, "changed", next).await?;
+                }
+                // Re-added after a removal from a draft list.
                 Some(m) => {
                     // Re-adding an entry removed from a draft list: the same attribution, changed.
                     let ord = ord_of(tx, m.row_id).await?;

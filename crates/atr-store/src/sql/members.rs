@@ -25,8 +25,9 @@ struct CurrentRow {
 /// stay (they span both versions), changed entries get a new row in the same position, entries
 /// not in `members` end at `version`. Returns the number of entries at `version`.
 ///
-/// `derive` computes `changeType` for rows the Producer sent without one: `new` (or `dropped`
-/// when it arrives inactive), `changed`, or `dropped` when an active entry turns inactive.
+/// `derive` (attribution lists) computes `changeType`: `new` (or `dropped` when it arrives
+/// inactive), `changed`, or `dropped` when an active entry turns inactive; see
+/// [`writer_or_derived`] for when the writer's own code is kept.
 pub(crate) async fn write_roster(
     tx: &mut Tx,
     group_id: &str,
@@ -82,9 +83,7 @@ pub(crate) async fn write_roster(
                 (next_ord - 1, if entry.inactive { "dropped" } else { "new" })
             }
         };
-        let change_type = entry
-            .change_type
-            .or_else(|| derive.then(|| derived.to_string()));
+        let change_type = writer_or_derived(entry.change_type, derived, derive, has_previous);
         inserts.push([
             group_id.into(),
             ord.into(),
@@ -109,6 +108,26 @@ pub(crate) async fn write_roster(
     end_rows(tx, version, &ended).await?;
     flush_inserts(tx, inserts).await?;
     Ok(count)
+}
+
+/// The `changeType` a row written now stores. On an attribution list's first version the writer's
+/// code is kept (a payer loading a list it tracked elsewhere knows what changed there); after that
+/// the server derives it from the versions it keeps, because the code is defined against the
+/// previous version: a client that reads a list and puts it back echoes codes that were true of
+/// the version it read, not of the one it writes. `cancelled` cannot be derived and is kept.
+fn writer_or_derived(
+    sent: Option<String>,
+    derived: &str,
+    derive: bool,
+    has_previous: bool,
+) -> Option<String> {
+    if !derive {
+        return sent;
+    }
+    match sent {
+        Some(code) if !has_previous || code == "cancelled" => Some(code),
+        _ => Some(derived.to_string()),
+    }
 }
 
 async fn flush_inserts(tx: &mut Tx, rows: Vec<[Arg; 14]>) -> Result<(), StoreError> {

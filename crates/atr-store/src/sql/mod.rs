@@ -3,6 +3,7 @@
 mod access;
 mod audit;
 mod auth;
+mod claims;
 mod db;
 mod deferred_indexes;
 mod export_jobs;
@@ -279,6 +280,7 @@ async fn write_in(tx: &mut Tx, w: ResourceWrite) -> Result<WriteOutcome, StoreEr
         mode,
         expected_version,
         prestamped: _,
+        claims: claimed,
     } = w;
     let current = lock_current(tx, rtype, &id).await?;
     if let (WriteMode::Create, Some((_, false))) = (mode, current) {
@@ -300,6 +302,10 @@ async fn write_in(tx: &mut Tx, w: ResourceWrite) -> Result<WriteOutcome, StoreEr
             });
         }
     }
+    if current.is_some() {
+        claims::release(tx, rtype, std::slice::from_ref(&id)).await?;
+    }
+    claims::record(tx, rtype, vec![(id.clone(), claimed)]).await?;
     let version = current.map_or(1, |(v, _)| v + 1);
     let last_updated = now_micros();
     let member_count = match members {
@@ -394,6 +400,7 @@ impl SqlStore {
         )
         .await?;
         index_rows::delete_index(&mut tx, rtype, &[id.to_string()]).await?;
+        claims::release(&mut tx, rtype, &[id.to_string()]).await?;
         if rtype == ResourceType::Group {
             members::end_all(&mut tx, id, version).await?;
             subscriptions::record_group_version(&mut tx, id, version, last_updated).await?;
@@ -1032,6 +1039,7 @@ async fn load_plain(tx: &mut Tx, batch: Vec<ResourceWrite>) -> Result<(), StoreE
             tx.execute(&st.sql, &st.args).await?;
         }
         index_rows::delete_index(tx, rtype, &replaced).await?;
+        claims::release(tx, rtype, &replaced).await?;
 
         let mut seen = std::collections::HashSet::new();
         for w in &writes {
@@ -1043,6 +1051,12 @@ async fn load_plain(tx: &mut Tx, batch: Vec<ResourceWrite>) -> Result<(), StoreE
             }
         }
         drop(seen);
+        let claimed: Vec<(String, Vec<atr_model::contract::UniqueClaim>)> = writes
+            .iter_mut()
+            .filter(|w| !w.claims.is_empty())
+            .map(|w| (w.id.clone(), std::mem::take(&mut w.claims)))
+            .collect();
+        claims::record(tx, rtype, claimed).await?;
         let entries: Vec<(String, atr_model::index::IndexEntries)> = writes
             .iter_mut()
             .map(|w| (w.id.clone(), std::mem::take(&mut w.index)))

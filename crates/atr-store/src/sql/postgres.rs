@@ -44,6 +44,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "audit",
         sql: include_str!("../../migrations/postgres/0006_audit.sql"),
     },
+    Migration {
+        version: 7,
+        name: "unique claims",
+        sql: include_str!("../../migrations/postgres/0007_unique_claims.sql"),
+    },
 ];
 
 /// The pools of one store: everything but searches, and searches.

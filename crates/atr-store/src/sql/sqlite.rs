@@ -40,6 +40,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "audit",
         sql: include_str!("../../migrations/sqlite/0006_audit.sql"),
     },
+    Migration {
+        version: 7,
+        name: "unique claims",
+        sql: include_str!("../../migrations/sqlite/0007_unique_claims.sql"),
+    },
 ];
 
 /// How a connection of our own, beside the pool, opens the file.

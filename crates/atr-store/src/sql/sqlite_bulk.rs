@@ -34,6 +34,9 @@ struct Statements<'c> {
     token: CachedStatement<'c>,
     string: CachedStatement<'c>,
     reference: CachedStatement<'c>,
+    claim_release: CachedStatement<'c>,
+    claim_holder: CachedStatement<'c>,
+    claim_insert: CachedStatement<'c>,
 }
 
 impl<'c> Statements<'c> {
@@ -78,6 +81,9 @@ impl<'c> Statements<'c> {
             reference: p(
                 "INSERT INTO search_ref (rtype, id, param, target) VALUES (?1, ?2, ?3, ?4)",
             )?,
+            claim_release: p("DELETE FROM unique_claim WHERE rtype = ?1 AND id = ?2")?,
+            claim_holder: p("SELECT rtype, id FROM unique_claim WHERE claim = ?1")?,
+            claim_insert: p("INSERT INTO unique_claim (claim, rtype, id) VALUES (?1, ?2, ?3)")?,
         })
     }
 }
@@ -144,6 +150,46 @@ pub(crate) fn load(
 /// Writes a Group that does not exist yet as version 1 with its member rows, as the generic
 /// roster write would (every entry new, `changeType` derived for attribution lists). Returns
 /// `false`, having written nothing, for a Group that exists or is watched.
+/// Records `w`'s unique claims (see `claims.rs`), after releasing what it held when it replaces
+/// a current version. Earlier writes of the batch are already in the table, so a value claimed
+/// twice in one batch is caught as one claimed in the store.
+fn record_claims(
+    st: &mut Statements<'_>,
+    rtype: ResourceType,
+    id: &str,
+    claims: Vec<atr_model::contract::UniqueClaim>,
+    replacing: bool,
+) -> Result<(), StoreError> {
+    if !super::claims::may_claim(rtype) {
+        return Ok(());
+    }
+    let t = rtype.as_str();
+    if replacing {
+        st.claim_release.execute((t, id)).map_err(err)?;
+    }
+    for c in claims {
+        let holder: Option<(String, String)> = st
+            .claim_holder
+            .query_row([c.key.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(err)?;
+        if let Some((rtype, holder)) = holder {
+            if rtype == t && holder == id {
+                continue;
+            }
+            return Err(StoreError::Claimed {
+                what: c.what,
+                holder: format!("{rtype}/{holder}"),
+                element: c.element,
+            });
+        }
+        st.claim_insert
+            .execute((c.key.as_str(), t, id))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
 fn write_new_group(
     st: &mut Statements<'_>,
     w: &mut ResourceWrite,
@@ -159,6 +205,7 @@ fn write_new_group(
     if exists || st.watched.exists([id]).map_err(err)? {
         return Ok(false);
     }
+    record_claims(st, w.rtype, id, std::mem::take(&mut w.claims), false)?;
     let derive = atr_model::group::is_attribution_list(&w.resource);
     let members = w.members.take().unwrap_or_default();
     let count = members.len() as i64;
@@ -254,6 +301,7 @@ fn write_one(
         }
         _ => false,
     };
+    let mut replacing = false;
     if !created {
         let current: Option<i64> = st
             .current
@@ -261,6 +309,7 @@ fn write_one(
             .optional()
             .map_err(err)?;
         if current.is_some() {
+            replacing = true;
             st.retire.execute((t, id)).map_err(err)?;
             st.drop_tokens.execute((t, id)).map_err(err)?;
             st.drop_strings.execute((t, id)).map_err(err)?;
@@ -284,6 +333,7 @@ fn write_one(
             .execute((t, id, version, stamped_at, body))
             .map_err(err)?;
     }
+    record_claims(st, w.rtype, &w.id, std::mem::take(&mut w.claims), replacing)?;
     write_index(st, w)
 }
 

@@ -53,6 +53,7 @@ pub fn write_of(text: &str, mode: WriteMode) -> ResourceWrite {
     ResourceWrite {
         rtype,
         id,
+        claims: atr_model::contract::unique_claims(rtype, &resource),
         index: extract(rtype, &resource),
         resource,
         members,
