@@ -16,8 +16,8 @@ use atr_model::ResourceType;
 use atr_model::group::is_attribution_list;
 use atr_model::instant::now_micros;
 use atr_store::{
-    ExportAdmission, ExportItem, ExportJob, ExportLimits, ExportPlan, ExportScope, ExportStatus,
-    IdSet, Store, StoreError, is_provider_type,
+    ExportAdmission, ExportItem, ExportJob, ExportLimits, ExportLists, ExportPlan, ExportScope,
+    ExportStatus, IdSet, ListVersion, Store, StoreError, is_provider_type,
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -28,7 +28,7 @@ use tokio::sync::{Notify, Semaphore};
 use crate::file_store::{ExportFileError, ExportFileStore, ExportStorage};
 use crate::files::{FileEntry, SplitWriter};
 use crate::filter::{TypeFilter, passes, subset};
-use crate::request::{ExportRequest, Note};
+use crate::request::{ExportRequest, ExportSource, Note};
 
 /// How the engine runs.
 #[derive(Debug, Clone)]
@@ -101,6 +101,8 @@ pub type FilterParser = Arc<dyn Fn(&str) -> Result<TypeFilter, String> + Send + 
 #[derive(Debug, Clone)]
 pub struct Submission {
     pub client_id: String,
+    /// The exported Group and its version; empty and 0 at the Patient and system levels (the
+    /// request's `source` names the lists).
     pub group_id: String,
     pub group_version: i64,
     /// The snapshot instant (microseconds).
@@ -369,9 +371,24 @@ impl Exporter {
             .map_err(|e| ExportError::BadParams(job.id.clone(), e.to_string()))?;
         // A rerun (restart, takeover) starts from nothing: no file of an earlier run survives.
         self.files.start_job(&job.id).await?;
+        let lists = match &request.source {
+            ExportSource::Group => ExportLists::One(ListVersion {
+                id: job.group_id.clone(),
+                version: job.group_version,
+            }),
+            ExportSource::Lists(lists) => ExportLists::Visible(
+                lists
+                    .iter()
+                    .map(|(id, version)| ListVersion {
+                        id: id.clone(),
+                        version: *version,
+                    })
+                    .collect(),
+            ),
+            ExportSource::Everything => ExportLists::Everything,
+        };
         let scope = ExportScope {
-            group_id: job.group_id.clone(),
-            group_version: job.group_version,
+            lists,
             at: job.transaction_time,
             since: request.since,
             patients: request.patients.clone(),
@@ -420,7 +437,12 @@ impl Exporter {
             tasks.push((rtype, tokio::spawn(task(&plan, rtype).run())));
         }
         if !later.is_empty() {
-            let plan = match self.with_links(&plan).await {
+            let linked = if plan.complete {
+                Ok(plan.clone())
+            } else {
+                self.with_links(&plan).await
+            };
+            let plan = match linked {
                 Ok(plan) => plan,
                 Err(e) => {
                     for (_, t) in &tasks {
@@ -481,12 +503,14 @@ impl Exporter {
             push_line(&mut lines, &note.to_outcome());
         }
         let shown = missing.len().min(MAX_REFERENCE_NOTES);
+        let referrer = job
+            .group_reference()
+            .unwrap_or_else(|| "an exported list".to_string());
         for reference in &missing[..shown] {
             let note = Note::warning(
                 "not-found",
                 format!(
-                    "{reference} is referenced by Group/{} but is not on this server; it is left out",
-                    job.group_id
+                    "{reference} is referenced by {referrer} but is not on this server; it is left out"
                 ),
                 "Group.member",
             );
@@ -583,7 +607,7 @@ fn planned(plan: &ExportPlan, types: &[ResourceType]) -> u64 {
     types
         .iter()
         .map(|t| match t {
-            ResourceType::Group => 1,
+            ResourceType::Group => plan.groups.len() as u64,
             other => plan.count(*other) as u64,
         })
         .sum()
@@ -629,7 +653,12 @@ impl TypeTask {
             deleted: Vec::new(),
         };
         if self.rtype == ResourceType::Group {
-            self.write_group(&mut writer).await?;
+            for list in &self.plan.groups {
+                if self.cancelled.load(Ordering::Relaxed) {
+                    return Ok(out);
+                }
+                self.write_group(list, &mut writer).await?;
+            }
         } else {
             let filters: Vec<&TypeFilter> = self
                 .filters
@@ -693,23 +722,43 @@ impl TypeTask {
         (out, n)
     }
 
-    /// The Group at the job's version, with its members (or the `patient` subset's entries), as
-    /// one line streamed from the member rows.
-    async fn write_group(&self, writer: &mut SplitWriter) -> Result<(), ExportError> {
+    /// `list` at its version, with its members (or the `patient` subset's entries), as one line
+    /// streamed from the member rows. At the Patient and system levels a list that holds none of
+    /// the `patient` subset is left out.
+    async fn write_group(
+        &self,
+        list: &ListVersion,
+        writer: &mut SplitWriter,
+    ) -> Result<(), ExportError> {
         let scope = &self.plan.scope;
         let stored = self
             .store
-            .read(
-                ResourceType::Group,
-                &scope.group_id,
-                Some(scope.group_version),
-            )
+            .read(ResourceType::Group, &list.id, Some(list.version))
             .await?
             .filter(|g| !g.deleted)
-            .ok_or_else(|| ExportError::GroupGone(scope.group_id.clone(), scope.group_version))?;
+            .ok_or_else(|| ExportError::GroupGone(list.id.clone(), list.version))?;
         let mut header: Value =
             serde_json::from_slice(&stored.body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let filters: Vec<&TypeFilter> = self
+            .filters
+            .iter()
+            .filter(|f| f.rtype == ResourceType::Group)
+            .collect();
+        if !passes(&filters, ResourceType::Group, &header) {
+            return Ok(());
+        }
         let derive = is_attribution_list(&header);
+        // The subset's entries, read before anything is written: a list without any is skipped.
+        let mut subset_entries = Vec::new();
+        if let Some(patients) = &scope.patients {
+            subset_entries = self
+                .store
+                .entries_at(&list.id, list.version, patients, derive)
+                .await?;
+            if subset_entries.is_empty() && !matches!(scope.lists, ExportLists::One(_)) {
+                return Ok(());
+            }
+        }
         let with_members = self.elements.is_empty() || self.elements.iter().any(|e| e == "member");
         if !self.elements.is_empty() {
             let keep: Vec<&str> = self.elements.iter().map(String::as_str).collect();
@@ -734,26 +783,16 @@ impl TypeTask {
             b"\"member\":["
         });
         match &scope.patients {
-            Some(patients) => {
-                let mut first = true;
-                for p in patients {
-                    let entries = self
-                        .store
-                        .entries_of(&scope.group_id, scope.group_version, p, derive)
-                        .await?;
-                    for e in entries {
-                        if !first {
-                            line.push(b',');
-                        }
-                        first = false;
-                        line.extend_from_slice(e.as_bytes());
+            Some(_) => {
+                for (i, (_, e)) in subset_entries.iter().enumerate() {
+                    if i > 0 {
+                        line.push(b',');
                     }
+                    line.extend_from_slice(e.as_bytes());
                 }
             }
             None => {
-                let mut stream =
-                    self.store
-                        .stream_members(&scope.group_id, scope.group_version, derive);
+                let mut stream = self.store.stream_members(&list.id, list.version, derive);
                 // The line is one JSON value: hand it to the file in pieces, never whole. The
                 // chunks carry their own separating commas.
                 while let Some(chunk) = stream.next().await {

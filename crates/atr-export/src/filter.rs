@@ -4,7 +4,7 @@
 use atr_model::ResourceType;
 use atr_model::index::{IndexEntries, extract, normalize_string};
 use atr_model::instant::parse_fhir_range;
-use atr_store::{Clause, Compare, StringMode, TokenMatch};
+use atr_store::{Clause, StringMode, TokenMatch};
 use serde_json::{Map, Value};
 
 /// One parsed `_typeFilter` query: a resource of its type passes when it matches every clause.
@@ -83,19 +83,16 @@ fn clause_matches(
             compare,
             start,
             end,
-        } => {
-            let Some(lu) = last_updated else {
-                return false;
-            };
-            match compare {
-                Compare::Eq => *start <= lu && lu < *end,
-                Compare::Ne => !(*start <= lu && lu < *end),
-                Compare::Gt => lu >= *end,
-                Compare::Ge => lu >= *start,
-                Compare::Lt => lu < *start,
-                Compare::Le => lu < *end,
-            }
-        }
+        } => last_updated.is_some_and(|lu| compare.holds(&lu, start, end)),
+        Clause::Date {
+            param,
+            compare,
+            start,
+            end,
+        } => entries
+            .tokens
+            .iter()
+            .any(|t| t.param == *param && compare.holds(&t.code, start, end)),
         // Group membership is not a filter on exported lines (the kick-off refuses it).
         Clause::Member(_) => false,
     }

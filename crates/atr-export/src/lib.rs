@@ -1,4 +1,5 @@
-//! The bulk export engine of the Producer: `$davinci-data-export` and `$export` jobs.
+//! The bulk export engine of the Producer: `$davinci-data-export` and `$export` jobs, at the Group,
+//! Patient and system levels.
 //!
 //! A kick-off becomes a durable job row ([`Exporter::submit`]); workers on any instance claim
 //! jobs under leases, read the Group version's members and the resources they reference at the
@@ -22,5 +23,5 @@ pub use file_store::{ByteStream, ExportFileError, ExportFileStore, ExportStorage
 pub use files::{FileEntry, is_export_file_name, is_job_id};
 pub use filter::TypeFilter;
 pub use local_store::LocalExportStore;
-pub use request::{ExportRequest, Note};
+pub use request::{ExportRequest, ExportSource, Note};
 pub use s3_store::{S3Credentials, S3ExportStore, S3Location, S3Settings};

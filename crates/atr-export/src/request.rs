@@ -4,9 +4,26 @@
 use atr_model::ResourceType;
 use serde::{Deserialize, Serialize};
 
+/// Which lists an export reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportSource {
+    /// `Group/{id}/$export`: the job's Group.
+    #[default]
+    Group,
+    /// A Consumer's Patient- or system-level export: the lists it may see, `(id, version)` at the
+    /// snapshot, resolved at kick-off so a rerun exports the same.
+    Lists(Vec<(String, i64)>),
+    /// An administration client's Patient- or system-level export: everything stored.
+    Everything,
+}
+
 /// A validated kick-off.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportRequest {
+    /// Which lists (jobs stored before the Patient and system levels existed are Group exports).
+    #[serde(default)]
+    pub source: ExportSource,
     /// The types to write, in manifest order.
     pub types: Vec<ResourceType>,
     /// `_since` (microseconds since the epoch).

@@ -19,6 +19,9 @@ pub enum ParamKind {
     String,
     /// References, kept as `Type/id`.
     Reference,
+    /// Dates, kept as tokens whose code is the first day the date covers (`YYYY-MM-DD`), so
+    /// comparisons are string comparisons of days.
+    Date,
     /// `code$value` pairs of two tokens (Group `characteristic-value`), kept as tokens whose code
     /// is [`composite_code`].
     Composite,
@@ -60,9 +63,14 @@ const GROUP: &[SearchParam] = &[
         "Group.extension('http://hl7.org/fhir/us/davinci-atr/StructureDefinition/atr-intended-recipient-identifier-extension').value",
     ),
 ];
-const PATIENT: &[SearchParam] = &[p("identifier", T, "Patient.identifier")];
+const PATIENT: &[SearchParam] = &[
+    p("identifier", T, "Patient.identifier"),
+    p("gender", T, "Patient.gender"),
+    p("birthdate", ParamKind::Date, "Patient.birthDate"),
+];
 const COVERAGE: &[SearchParam] = &[
     p("identifier", T, "Coverage.identifier"),
+    p("status", T, "Coverage.status"),
     p("beneficiary", R, "Coverage.beneficiary"),
     p("subscriber", R, "Coverage.subscriber"),
     p("policy-holder", R, "Coverage.policyHolder"),
@@ -248,7 +256,33 @@ pub fn extract(rtype: ResourceType, resource: &Value) -> IndexEntries {
                     }
                 }
             }
-            (ParamKind::Token, _) => {}
+            (ParamKind::Token, _) => {
+                // A `code` element: its value is the token, under the code system FHIR binds.
+                if let Some(code) = resource.get(field).and_then(Value::as_str) {
+                    out.tokens.push(TokenEntry {
+                        param: sp.name,
+                        system: code_system(rtype, sp.name).to_string(),
+                        code: code.to_string(),
+                        type_system: String::new(),
+                        type_code: String::new(),
+                    });
+                }
+            }
+            (ParamKind::Date, _) => {
+                if let Some(day) = resource
+                    .get(field)
+                    .and_then(Value::as_str)
+                    .and_then(crate::instant::date_index_day)
+                {
+                    out.tokens.push(TokenEntry {
+                        param: sp.name,
+                        system: String::new(),
+                        code: day,
+                        type_system: String::new(),
+                        type_code: String::new(),
+                    });
+                }
+            }
             (ParamKind::String, _) => {
                 if let Some(s) = resource.get(field).and_then(Value::as_str) {
                     out.strings.push(StringEntry {
@@ -280,6 +314,15 @@ pub fn extract(rtype: ResourceType, resource: &Value) -> IndexEntries {
         }
     }
     out
+}
+
+/// The code system of a `code` element a token parameter indexes (a required binding).
+fn code_system(rtype: ResourceType, param: &str) -> &'static str {
+    match (rtype, param) {
+        (ResourceType::Patient, "gender") => "http://hl7.org/fhir/administrative-gender",
+        (ResourceType::Coverage, "status") => "http://hl7.org/fhir/fm-status",
+        _ => "",
+    }
 }
 
 fn identifier_tokens(param: &'static str, ident: &Value, tokens: &mut Vec<TokenEntry>) {

@@ -24,6 +24,27 @@ pub fn fhir_instant(micros: i64) -> String {
     to_datetime(micros).format(&fmt).unwrap_or_default()
 }
 
+/// The FHIR `date` (`YYYY-MM-DD`) of an instant, in UTC.
+pub fn fhir_date(micros: i64) -> String {
+    let fmt = format_description!("[year]-[month]-[day]");
+    to_datetime(micros).format(&fmt).unwrap_or_default()
+}
+
+/// The days `[start, end)` a FHIR `date` covers (`1970` the whole year), as `YYYY-MM-DD`: what
+/// a date search parameter compares stored days with.
+pub fn date_days(s: &str) -> Result<(String, String), BadDate> {
+    if !matches!(s.len(), 4 | 7 | 10) {
+        return Err(BadDate(s.to_string()));
+    }
+    let range = parse_fhir_range(s)?;
+    Ok((fhir_date(range.start), fhir_date(range.end)))
+}
+
+/// The day a stored FHIR `date` is indexed by: its first day (`1970-05` → `1970-05-01`).
+pub fn date_index_day(s: &str) -> Option<String> {
+    date_days(s).ok().map(|(start, _)| start)
+}
+
 /// An HTTP-date (RFC 9110 IMF-fixdate) for `Last-Modified` and `Expires`.
 pub fn http_date(micros: i64) -> String {
     let fmt = format_description!(
@@ -118,6 +139,25 @@ pub fn parse_fhir_range(s: &str) -> Result<InstantRange, BadDate> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_cover_their_days_before_and_after_the_epoch() {
+        assert_eq!(
+            date_days("1958").unwrap(),
+            ("1958-01-01".to_string(), "1959-01-01".to_string())
+        );
+        assert_eq!(
+            date_days("1999-12").unwrap(),
+            ("1999-12-01".to_string(), "2000-01-01".to_string())
+        );
+        assert_eq!(
+            date_days("1944-02-29").unwrap(),
+            ("1944-02-29".to_string(), "1944-03-01".to_string())
+        );
+        assert!(date_days("1970-01-01T00:00:00Z").is_err());
+        assert!(date_days("19x0").is_err());
+        assert_eq!(date_index_day("1970-05").as_deref(), Some("1970-05-01"));
+    }
 
     #[test]
     fn instants_round_trip_through_ranges() {

@@ -106,12 +106,8 @@ fn nonempty(name: &str, values: Vec<String>) -> Result<Vec<String>, ApiError> {
     Ok(values)
 }
 
-fn parse_token(name: &str, raw: &str) -> Result<Clause, ApiError> {
-    let param: &'static str = if name.starts_with("identifier") {
-        "identifier"
-    } else {
-        "characteristic"
-    };
+/// A token parameter `param`, as the request named it (`name`, with any modifier).
+fn parse_token(param: &'static str, name: &str, raw: &str) -> Result<Clause, ApiError> {
     let mut any_of = Vec::new();
     let mut of_type = Vec::new();
     for v in nonempty(name, split_values(raw))? {
@@ -205,8 +201,9 @@ fn parse_reference_values(
         .collect()
 }
 
-fn parse_last_updated(raw: &str) -> Result<Clause, ApiError> {
-    let (compare, date) = match raw.get(..2) {
+/// A date search value's comparison prefix and the date after it.
+fn date_prefix(raw: &str) -> (Compare, &str) {
+    match raw.get(..2) {
         Some("eq") => (Compare::Eq, &raw[2..]),
         Some("ne") => (Compare::Ne, &raw[2..]),
         Some("gt") => (Compare::Gt, &raw[2..]),
@@ -214,7 +211,30 @@ fn parse_last_updated(raw: &str) -> Result<Clause, ApiError> {
         Some("lt") => (Compare::Lt, &raw[2..]),
         Some("le") => (Compare::Le, &raw[2..]),
         _ => (Compare::Eq, raw),
-    };
+    }
+}
+
+/// A `date` parameter (`birthdate=ge1970`): one date, to the day, with an optional prefix.
+fn parse_date(param: &'static str, raw: &str) -> Result<Clause, ApiError> {
+    let (compare, date) = date_prefix(raw);
+    let (start, end) = atr_model::instant::date_days(date).map_err(|_| {
+        ApiError::bad_param(
+            param,
+            format!(
+                "{param}={raw} is not a date search (eq, ne, gt, ge, lt or le, then YYYY, YYYY-MM or YYYY-MM-DD; repeat the parameter for a range)"
+            ),
+        )
+    })?;
+    Ok(Clause::Date {
+        param,
+        compare,
+        start,
+        end,
+    })
+}
+
+fn parse_last_updated(raw: &str) -> Result<Clause, ApiError> {
+    let (compare, date) = date_prefix(raw);
     let range =
         parse_fhir_range(date).map_err(|e| ApiError::bad_param("_lastUpdated", e.to_string()))?;
     Ok(Clause::LastUpdated {
@@ -316,10 +336,10 @@ pub fn parse(
             }
             _ => match (search_param(rtype, name), modifier) {
                 (Some(sp), None) if sp.kind == ParamKind::Token => {
-                    clauses.push(parse_token(name, value)?)
+                    clauses.push(parse_token(sp.name, name, value)?)
                 }
                 (Some(sp), Some("of-type")) if sp.name == "identifier" => {
-                    match parse_token(key, value)? {
+                    match parse_token(sp.name, key, value)? {
                         clause @ Clause::OfType { .. } => clauses.push(clause),
                         _ => {
                             return Err(ApiError::bad_param(
@@ -342,6 +362,9 @@ pub fn parse(
                         mode,
                         any_of: nonempty(name, split_values(value))?,
                     });
+                }
+                (Some(sp), None) if sp.kind == ParamKind::Date => {
+                    clauses.push(parse_date(sp.name, value)?)
                 }
                 (Some(sp), None) if sp.kind == ParamKind::Composite => {
                     clauses.push(parse_characteristic_value(sp.name, value)?)

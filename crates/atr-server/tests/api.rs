@@ -409,6 +409,8 @@ async fn group_discovery_follows_the_ig() {
             ("Group?characteristic=http://hl7.org/fhir/us/davinci-atr/CodeSystem/davinci-group-characteristic-codes|organization".into(), vec!["g1", "g2", "g3"]),
             ("Group?characteristic-value=http://hl7.org/fhir/us/davinci-atr/CodeSystem/davinci-group-characteristic-codes|organization$true".into(), vec!["g1", "g2", "g3"]),
             ("Group?characteristic-value=organization$true".into(), vec!["g1", "g2", "g3"]),
+            // Each token parameter searches its own index (a characteristic code is no recipient).
+            ("Group?intended-recipient=organization".into(), vec![]),
             ("Group?characteristic-value=organization$false".into(), vec![]),
             ("Group?characteristic-value=other-system|organization$true".into(), vec![]),
             ("Group?member=Patient/b".into(), vec!["g1", "g2"]),

@@ -12,60 +12,12 @@ use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
 use atr_auth::SigningAlg;
-use common::exports::{consumer, consumer_token, kick_off, manifest, started};
+use common::exports::{
+    consumer, consumer_token, download, error_lines, ids_of, kick_off, manifest, started,
+};
 use common::{TestApp, load_synthetic, load_synthetic_members, spawn_apps, spawn_apps_with};
 use downloads::check_range_and_gzip;
 use serde_json::{Value, json};
-
-/// Every line of every output file, by type; checks line shape, type and count on the way.
-async fn download(http: &reqwest::Client, manifest: &Value) -> Vec<(String, Value)> {
-    let mut lines = Vec::new();
-    for item in manifest["output"].as_array().expect("output") {
-        let url = item["url"].as_str().expect("url");
-        let r = http.get(url).send().await.expect("file");
-        assert_eq!(r.status(), 200, "{url}");
-        assert_eq!(r.headers()["content-type"], "application/fhir+ndjson");
-        let text = r.text().await.expect("text");
-        assert!(text.ends_with('\n'));
-        let mut n = 0;
-        for line in text.split_terminator('\n') {
-            assert!(!line.is_empty(), "blank line in {url}");
-            let v: Value = serde_json::from_str(line).expect("JSON line");
-            assert_eq!(v["resourceType"], item["type"], "{url}");
-            lines.push((item["type"].as_str().unwrap_or("").to_string(), v));
-            n += 1;
-        }
-        assert_eq!(item["count"], n, "{url}");
-    }
-    lines
-}
-
-async fn error_lines(http: &reqwest::Client, manifest: &Value) -> Vec<Value> {
-    let mut out = Vec::new();
-    for item in manifest["error"].as_array().expect("error array") {
-        let text = http
-            .get(item["url"].as_str().expect("url"))
-            .send()
-            .await
-            .expect("error file")
-            .text()
-            .await
-            .expect("text");
-        out.extend(
-            text.lines()
-                .map(|l| serde_json::from_str::<Value>(l).expect("JSON")),
-        );
-    }
-    out
-}
-
-fn ids_of(lines: &[(String, Value)], rtype: &str) -> Vec<String> {
-    lines
-        .iter()
-        .filter(|(t, _)| t == rtype)
-        .map(|(_, v)| format!("{rtype}/{}", v["id"].as_str().unwrap_or("")))
-        .collect()
-}
 
 fn ext_ref(member: &Value, suffix: &str) -> Option<String> {
     member["extension"]

@@ -31,9 +31,10 @@ pub use sql::SqlStore;
 pub use sql::is_provider_type;
 pub use types::{
     AuditQuery, AuditRecord, ClientRecord, DeferIndexes, DeliveryResult, ExportAdmission,
-    ExportItem, ExportJob, ExportLimits, ExportPlan, ExportScope, ExportStatus, MemberChange,
-    MemberChangeOutcome, Prestamped, ResourceWrite, StoredResource, SubscriptionEvent,
-    SubscriptionRecord, SubscriptionWrite, TokenKey, VersionInfo, WriteMode, WriteOutcome,
+    ExportItem, ExportJob, ExportLimits, ExportLists, ExportPlan, ExportScope, ExportStatus,
+    ListVersion, MemberChange, MemberChangeOutcome, Prestamped, ResourceWrite, StoredResource,
+    SubscriptionEvent, SubscriptionRecord, SubscriptionWrite, TokenKey, VersionInfo, WriteMode,
+    WriteOutcome,
 };
 
 /// Chunks of a Group's `member` array elements, comma-separated, without the brackets.
@@ -173,6 +174,17 @@ pub trait Store: Send + Sync + 'static {
         patient: &str,
         derive_change_type: bool,
     ) -> Result<Vec<String>, StoreError>;
+
+    /// The entries of `patients` (`Patient/id`) on Group `group_id` at `version` (any version:
+    /// an export at `_until` reads an older one), as `(patient, member JSON element)` in list
+    /// order.
+    async fn entries_at(
+        &self,
+        group_id: &str,
+        version: i64,
+        patients: &[String],
+        derive_change_type: bool,
+    ) -> Result<Vec<(String, String)>, StoreError>;
 
     /// Registers a client or replaces its record.
     async fn put_client(&self, client: &ClientRecord) -> Result<(), StoreError>;

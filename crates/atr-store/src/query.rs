@@ -60,8 +60,31 @@ pub enum Clause {
         start: i64,
         end: i64,
     },
+    /// A date parameter against the days `[start, end)` (`YYYY-MM-DD`) of the searched date,
+    /// per `Compare`; stored dates are tokens holding their first day.
+    Date {
+        param: &'static str,
+        compare: Compare,
+        start: String,
+        end: String,
+    },
     /// Groups with a current member entry for one of these `Patient/id`.
     Member(Vec<String>),
+}
+
+impl Compare {
+    /// Whether a stored value `v` satisfies the comparison with the searched range
+    /// `[start, end)` (instants or days: any ordered values).
+    pub fn holds<T: PartialOrd>(self, v: &T, start: &T, end: &T) -> bool {
+        match self {
+            Compare::Eq => start <= v && v < end,
+            Compare::Ne => !(start <= v && v < end),
+            Compare::Gt => v >= end,
+            Compare::Ge => v >= start,
+            Compare::Lt => v < start,
+            Compare::Le => v < end,
+        }
+    }
 }
 
 /// Whose attribution lists a request may see.

@@ -241,8 +241,10 @@ impl ExportStatus {
 pub struct ExportJob {
     pub id: String,
     pub client_id: String,
+    /// The exported Group; empty for a Patient- or system-level export (their lists are in
+    /// `params`).
     pub group_id: String,
-    /// The Group version the export shows.
+    /// The Group version the export shows (0 when `group_id` is empty).
     pub group_version: i64,
     /// The snapshot instant: every resource is exported as it was then.
     pub transaction_time: i64,
@@ -260,6 +262,13 @@ pub struct ExportJob {
     /// Completed: the manifest parts (JSON); failed: the reason.
     pub result: Option<String>,
     pub finished_at: Option<i64>,
+}
+
+impl ExportJob {
+    /// `Group/{id}` of a Group export; `None` at the Patient and system levels.
+    pub fn group_reference(&self) -> Option<String> {
+        (!self.group_id.is_empty()).then(|| format!("Group/{}", self.group_id))
+    }
 }
 
 /// Limits a new export job must fit in.
@@ -281,16 +290,36 @@ pub enum ExportAdmission {
     ServerBusy,
 }
 
-/// What an export reads: one Group version and the resources its members reference, each as it
-/// was at `at`.
+/// One list at one version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListVersion {
+    pub id: String,
+    pub version: i64,
+}
+
+/// Which lists an export reads, and so which resources are in its scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportLists {
+    /// `Group/{id}/$export`: one list at the version current at the snapshot.
+    One(ListVersion),
+    /// A Consumer's Patient- or system-level `$export`: the lists it may see, each at its version
+    /// at the snapshot, and what their members reference.
+    Visible(Vec<ListVersion>),
+    /// An administration client's Patient- or system-level `$export`: every stored resource of
+    /// the exported types, and every Group as it was at the snapshot (resolved when the export is
+    /// planned). With `patient`, the Patients named and what the lists say of them.
+    Everything,
+}
+
+/// What an export reads: the members of some Group versions (or every stored resource) and the
+/// resources they reference, each as it was at `at`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportScope {
-    pub group_id: String,
-    pub group_version: i64,
+    pub lists: ExportLists,
     /// The snapshot instant (microseconds): versions last updated after it are not exported.
     pub at: i64,
     /// `_since` (microseconds): only resources updated after it, plus everything of members who
-    /// joined the list after it.
+    /// joined a list after it.
     pub since: Option<i64>,
     /// `patient`: only these members (`Patient/id`).
     pub patients: Option<Vec<String>>,
@@ -300,6 +329,12 @@ pub struct ExportScope {
 #[derive(Debug, Clone)]
 pub struct ExportPlan {
     pub scope: ExportScope,
+    /// The Groups exported, each at its version (one for a Group export; with `_since` on an
+    /// [`ExportLists::Everything`] export, only those changed since).
+    pub groups: Vec<ListVersion>,
+    /// True when `ids` already hold every resource in scope of every type ([`ExportLists::Everything`]
+    /// without `patient`): no references are followed.
+    pub complete: bool,
     /// The ids in scope per type (every type but Group): Patient and Coverage from the member
     /// rows when the export is planned; RelatedPerson and the provider types added once the
     /// Coverages' links are known ([`crate::Store::export_links`]).

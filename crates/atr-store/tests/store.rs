@@ -4,7 +4,8 @@ mod common;
 
 use atr_model::ResourceType;
 use atr_store::{
-    Clause, Compare, DeferIndexes, SearchQuery, StoreError, StringMode, TokenMatch, WriteMode,
+    Clause, Compare, DeferIndexes, SearchQuery, Store, StoreError, StringMode, TokenMatch,
+    WriteMode,
 };
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -834,5 +835,117 @@ async fn a_contract_or_a_member_plan_has_one_holder_on_every_write_path() {
         s.write(write_of(&contract_list("g2", "C1"), WriteMode::Upsert))
             .await
             .expect("the contract is free");
+    }
+}
+
+/// Patients and Coverages searched by the parameters migration 8 added (gender, birthdate,
+/// status): `(female, born in 1958, active coverage)` ids.
+async fn added_parameter_hits(s: &dyn atr_store::Store) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let token = |rtype, param, code: &str| SearchQuery {
+        rtype,
+        clauses: vec![Clause::Token {
+            param,
+            any_of: vec![TokenMatch {
+                system: None,
+                code: Some(code.into()),
+            }],
+        }],
+        count: 10,
+        after_id: None,
+        with_total: false,
+        access: Default::default(),
+    };
+    let born = SearchQuery {
+        clauses: vec![Clause::Date {
+            param: "birthdate",
+            compare: Compare::Eq,
+            start: "1958-01-01".into(),
+            end: "1959-01-01".into(),
+        }],
+        ..token(ResourceType::Patient, "birthdate", "")
+    };
+    (
+        ids(s, token(ResourceType::Patient, "gender", "female")).await,
+        ids(s, born).await,
+        ids(s, token(ResourceType::Coverage, "status", "active")).await,
+    )
+}
+
+const ADDED_PARAMS: &str = "param IN ('gender', 'birthdate', 'status')";
+
+/// Writes the Patient and Coverage of the migration test and checks they are indexed on write.
+async fn write_added_parameter_data(store: atr_store::SqlStore) {
+    let patient = r#"{"resourceType":"Patient","id":"p1","gender":"female","birthDate":"1958-07"}"#;
+    let coverage = r#"{"resourceType":"Coverage","id":"c1","status":"active","beneficiary":{"reference":"Patient/p1"},"payor":[{"reference":"Organization/o"}]}"#;
+    for text in [patient, coverage] {
+        store
+            .write(write_of(text, WriteMode::Create))
+            .await
+            .expect("write");
+    }
+    let one = |id: &str| vec![id.to_string()];
+    assert_eq!(
+        added_parameter_hits(&store).await,
+        (one("p1"), one("p1"), one("c1")),
+        "indexed on write"
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn search_parameters_added_later_are_filled_in_for_stored_resources() {
+    let want = (
+        vec!["p1".to_string()],
+        vec!["p1".to_string()],
+        vec!["c1".to_string()],
+    );
+
+    // SQLite: a database written before migration 8 has no such rows; the migration adds them.
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("atr.db");
+    write_added_parameter_data(atr_store::SqlStore::open_sqlite(&path).await.expect("open")).await;
+    {
+        let conn = rusqlite::Connection::open(&path).expect("sqlite");
+        conn.execute_batch(&format!(
+            "DELETE FROM search_token WHERE {ADDED_PARAMS}; DELETE FROM atr_schema_migration WHERE version = 8"
+        ))
+        .expect("back to schema 7");
+    }
+    let reopened = atr_store::SqlStore::open_sqlite(&path)
+        .await
+        .expect("reopen");
+    assert_eq!(
+        added_parameter_hits(&reopened).await,
+        want,
+        "sqlite after migration 8"
+    );
+
+    // PostgreSQL, the same in a schema of its own.
+    let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
+    match atr_store::SqlStore::open_postgres(common::PG_URL, Some(&schema)).await {
+        Ok(pg) => {
+            write_added_parameter_data(pg).await;
+            let pool = sqlx::PgPool::connect(common::PG_URL).await.expect("pg");
+            for sql in [
+                format!("DELETE FROM {schema}.search_token WHERE {ADDED_PARAMS}"),
+                format!("DELETE FROM {schema}.atr_schema_migration WHERE version = 8"),
+            ] {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                    .execute(&pool)
+                    .await
+                    .expect("back to schema 7");
+            }
+            let reopened = atr_store::SqlStore::open_postgres(common::PG_URL, Some(&schema))
+                .await
+                .expect("reopen");
+            assert_eq!(
+                added_parameter_hits(&reopened).await,
+                want,
+                "postgres after migration 8"
+            );
+            reopened.close().await;
+            let _ = atr_store::SqlStore::drop_postgres_schema(common::PG_URL, &schema).await;
+        }
+        Err(e) => atr_testkit::skip::unavailable("PostgreSQL", &e.to_string()),
     }
 }

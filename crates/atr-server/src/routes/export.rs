@@ -1,5 +1,6 @@
-//! Bulk export over HTTP: the `$davinci-data-export` and `$export` kick-off on a Group, the status
-//! URL (poll, manifest, `DELETE`) and the file URLs. The jobs themselves run in `atr-export`.
+//! Bulk export over HTTP: the kick-off at Bulk Data's three levels (`$davinci-data-export` and
+//! `$export` on a Group, `Patient/$export`, `$export`), the status URL (poll, manifest, `DELETE`)
+//! and the file URLs. The jobs themselves run in `atr-export`.
 //!
 //! Kick-off rules follow the ATR IG and Bulk Data 2.0 where the test suites agree, and the
 //! behaviour that satisfies all of them where they pull apart (`docs/design-notes.md`, "Bulk Data
@@ -8,11 +9,11 @@
 //! poll answers 202.
 
 use atr_auth::scope::Interaction;
-use atr_export::{ExportRequest, Exporter, Note, Submission, TypeFilter};
+use atr_export::{ExportRequest, ExportSource, Exporter, Note, Submission, TypeFilter};
 use atr_model::ResourceType;
 use atr_model::instant::{fhir_instant, http_date, now_micros, parse_fhir_range};
 use atr_model::reference::parse_reference;
-use atr_store::{ExportAdmission, ExportJob, ExportStatus};
+use atr_store::{Access, ExportAdmission, ExportJob, ExportStatus, SearchQuery};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
@@ -52,9 +53,6 @@ pub fn parse_type_filter(query: &str) -> Result<TypeFilter, String> {
     let rtype: ResourceType = rtype
         .parse()
         .map_err(|e: atr_model::resource_type::UnsupportedType| e.to_string())?;
-    if rtype == ResourceType::Group {
-        return Err("_typeFilter on Group is not supported (the export is one Group)".into());
-    }
     let pairs: Vec<(String, String)> = form_urlencoded::parse(params.as_bytes())
         .into_owned()
         .collect();
@@ -349,14 +347,6 @@ fn parse_kick_off(
     {
         return Err(ApiError::bad_param("_until", "_until is before _since"));
     }
-    if until.is_some() && !patients.is_empty() {
-        // A member subset is resolved on the list as it is now; an older snapshot would need
-        // each patient's rows at that version.
-        return Err(ApiError::bad_param(
-            "patient",
-            "patient cannot be combined with _until on this server: export the members at _until without patient, or the current list with patient",
-        ));
-    }
     if patients.len() > MAX_PATIENTS {
         return Err(ApiError::bad_param(
             "patient",
@@ -365,6 +355,7 @@ fn parse_kick_off(
     }
     Ok(Parsed {
         request: ExportRequest {
+            source: ExportSource::Group,
             types,
             since,
             patients: None,
@@ -377,12 +368,74 @@ fn parse_kick_off(
     })
 }
 
-/// `GET|POST [base]/Group/{id}/$davinci-data-export` and `…/$export`.
+/// Where a kick-off was made: Bulk Data's three levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportLevel<'a> {
+    /// `Group/{id}/$davinci-data-export` or `Group/{id}/$export`: one list.
+    Group(&'a str),
+    /// `Patient/$export`: the Patients the client may see and their data.
+    Patient,
+    /// `$export`: everything the client may see.
+    System,
+}
+
+impl ExportLevel<'_> {
+    /// The kick-off path below the base, for the manifest's `request`.
+    fn path(&self, operation: &str) -> String {
+        match self {
+            ExportLevel::Group(id) => format!("Group/{id}/{operation}"),
+            ExportLevel::Patient => format!("Patient/{operation}"),
+            ExportLevel::System => operation.to_string(),
+        }
+    }
+}
+
+/// `GET|POST [base]/$export`.
+pub async fn system_kick_off(
+    State(state): State<AppState>,
+    caller: Caller,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let request = (&method, &uri, &headers, &body[..]);
+    audited_kick_off(&state, &caller, ExportLevel::System, request).await
+}
+
+/// `GET|POST [base]/Patient/$export`.
+pub async fn patient_kick_off(
+    State(state): State<AppState>,
+    caller: Caller,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let request = (&method, &uri, &headers, &body[..]);
+    audited_kick_off(&state, &caller, ExportLevel::Patient, request).await
+}
+
+/// A Patient- or system-level `$export`, audited.
+async fn audited_kick_off(
+    state: &AppState,
+    caller: &Caller,
+    level: ExportLevel<'_>,
+    (method, uri, headers, body): (&Method, &Uri, &HeaderMap, &[u8]),
+) -> ApiResult<Response> {
+    let entity = (level == ExportLevel::Patient).then(|| "Patient".to_string());
+    let draft = AuditDraft::new(caller, AuditAction::Execute, "$export", entity);
+    let result = kick_off(state, caller, level, "$export", method, uri, headers, body).await;
+    audit::record_outcome(state, &draft, &result).await;
+    result
+}
+
+/// A kick-off at any level (`operation` is `$davinci-data-export` or `$export`).
 #[allow(clippy::too_many_arguments)]
 pub async fn kick_off(
     state: &AppState,
     caller: &Caller,
-    id: &str,
+    level: ExportLevel<'_>,
     operation: &str,
     method: &Method,
     uri: &Uri,
@@ -403,10 +456,11 @@ pub async fn kick_off(
     // The token must cover the exported types (checked with the parameters), not Group reads as
     // such: `$export?_type=Patient` with only Patient scopes is a valid Bulk Data request. Which
     // lists the client may export at all is its per-Group access.
-    if !state
-        .store
-        .visible(ResourceType::Group, id, &caller.access)
-        .await?
+    if let ExportLevel::Group(id) = level
+        && !state
+            .store
+            .visible(ResourceType::Group, id, &caller.access)
+            .await?
     {
         return Err(ApiError::not_found(format!("Group/{id} does not exist")));
     }
@@ -419,43 +473,51 @@ pub async fn kick_off(
 
     let now = now_micros();
     let at = until.map_or(now, |u| u.min(now));
-    let group = group_version_at(state, id, at).await?;
-    if !patients.is_empty() {
-        let mut members = Vec::new();
-        for p in &patients {
-            let Some((t, pid)) = parse_reference(p).filter(|(t, _)| *t == "Patient") else {
-                request.notes.push(Note::error(
-                    "invalid",
-                    format!("patient {p:?} is not a Patient reference; left out"),
-                    "patient",
-                ));
-                continue;
-            };
-            let reference = format!("{t}/{pid}");
-            let entries = state.store.entries_of(id, group, &reference, false).await?;
-            if entries.is_empty() {
-                request.notes.push(Note::error(
-                    "not-found",
-                    format!("{reference} is not a member of Group/{id}; left out"),
-                    "patient",
-                ));
-            } else if !members.contains(&reference) {
-                members.push(reference);
-            }
+    let (group_id, group_version) = match level {
+        ExportLevel::Group(id) => {
+            let version = list_version_at(state, id, at).await?.ok_or_else(|| {
+                ApiError::bad_param("_until", format!("Group/{id} did not exist at _until"))
+            })?;
+            (id.to_string(), version)
         }
+        ExportLevel::Patient | ExportLevel::System => {
+            request.source = match caller.access {
+                Access::All => ExportSource::Everything,
+                Access::ActingFor(_) => {
+                    ExportSource::Lists(visible_lists(state, caller, at).await?)
+                }
+            };
+            (String::new(), 0)
+        }
+    };
+    if !patients.is_empty() {
+        let lists: Vec<(String, i64)> = match &request.source {
+            ExportSource::Group => vec![(group_id.clone(), group_version)],
+            ExportSource::Lists(lists) => lists.clone(),
+            ExportSource::Everything => Vec::new(),
+        };
+        let members = resolve_patients(
+            state,
+            &request.source,
+            &lists,
+            &patients,
+            &mut request.notes,
+        )
+        .await?;
         request.patients = Some(members);
     }
     let request_url = format!(
-        "{}/Group/{id}/{operation}{}",
+        "{}/{}{}",
         state.base_url,
+        level.path(operation),
         uri.query().map(|q| format!("?{q}")).unwrap_or_default()
     );
     let (admission, job_id) = state
         .exporter
         .submit(Submission {
             client_id: caller.client_id.clone(),
-            group_id: id.to_string(),
-            group_version: group,
+            group_id,
+            group_version,
             at,
             request_url,
             request,
@@ -482,8 +544,13 @@ pub async fn kick_off(
         }
     }
     let location = status_url(state, &job_id);
+    let what = match level {
+        ExportLevel::Group(id) => format!("Group/{id}"),
+        ExportLevel::Patient => "the Patients you may see".to_string(),
+        ExportLevel::System => "everything you may see".to_string(),
+    };
     let outcome = atr_model::operation_outcome(&[atr_model::Issue::information(format!(
-        "export of Group/{id} accepted; poll {location}"
+        "export of {what} accepted; poll {location}"
     ))]);
     let mut resp = super::fhir_json(StatusCode::ACCEPTED, &outcome);
     if let Ok(v) = HeaderValue::from_str(&location) {
@@ -492,8 +559,120 @@ pub async fn kick_off(
     Ok(resp)
 }
 
-/// The Group version current at `at` (the current one unless `_until` moved the snapshot back).
-async fn group_version_at(state: &AppState, id: &str, at: i64) -> ApiResult<i64> {
+/// The `patient` references of a kick-off that are in its scope (a member of one of `lists`, or
+/// for an export of everything a stored Patient); the others are left out with a note.
+async fn resolve_patients(
+    state: &AppState,
+    source: &ExportSource,
+    lists: &[(String, i64)],
+    asked: &[String],
+    notes: &mut Vec<Note>,
+) -> ApiResult<Vec<String>> {
+    let mut references = Vec::new();
+    for p in asked {
+        match parse_reference(p).filter(|(t, _)| *t == "Patient") {
+            Some((t, pid)) => {
+                let reference = format!("{t}/{pid}");
+                if !references.contains(&reference) {
+                    references.push(reference);
+                }
+            }
+            None => notes.push(Note::error(
+                "invalid",
+                format!("patient {p:?} is not a Patient reference; left out"),
+                "patient",
+            )),
+        }
+    }
+    let mut found = std::collections::HashSet::new();
+    if *source == ExportSource::Everything {
+        for reference in &references {
+            let id = reference.trim_start_matches("Patient/");
+            if state
+                .store
+                .read(ResourceType::Patient, id, None)
+                .await?
+                .is_some_and(|r| !r.deleted)
+            {
+                found.insert(reference.clone());
+            }
+        }
+    } else {
+        for (id, version) in lists {
+            for (patient, _) in state
+                .store
+                .entries_at(id, *version, &references, false)
+                .await?
+            {
+                found.insert(patient);
+            }
+        }
+    }
+    let scope = match source {
+        ExportSource::Group => lists
+            .first()
+            .map(|(id, _)| format!("a member of Group/{id}"))
+            .unwrap_or_default(),
+        ExportSource::Lists(_) => "a member of a list you may see".to_string(),
+        ExportSource::Everything => "stored on this server".to_string(),
+    };
+    let mut members = Vec::new();
+    for reference in references {
+        if found.contains(&reference) {
+            members.push(reference);
+        } else {
+            notes.push(Note::error(
+                "not-found",
+                format!("{reference} is not {scope}; left out"),
+                "patient",
+            ));
+        }
+    }
+    Ok(members)
+}
+
+/// The lists a Consumer may see, each at its version at `at` (lists created since are not in an
+/// export of `at`).
+async fn visible_lists(
+    state: &AppState,
+    caller: &Caller,
+    at: i64,
+) -> ApiResult<Vec<(String, i64)>> {
+    let mut lists = Vec::new();
+    let mut after_id = None;
+    loop {
+        let page = state
+            .store
+            .search(&SearchQuery {
+                rtype: ResourceType::Group,
+                clauses: Vec::new(),
+                count: crate::search_params::MAX_COUNT,
+                after_id: after_id.clone(),
+                with_total: false,
+                access: caller.access.clone(),
+            })
+            .await?;
+        for g in &page.matches {
+            let version = if g.last_updated <= at {
+                Some(g.version)
+            } else {
+                list_version_at(state, &g.id, at).await?
+            };
+            if let Some(version) = version {
+                lists.push((g.id.clone(), version));
+            }
+        }
+        match page.matches.last() {
+            Some(last) if page.has_more => after_id = Some(last.id.clone()),
+            _ => break,
+        }
+    }
+    Ok(lists)
+}
+
+/// The version of Group `id` current at `at` (the current one unless `_until` moved the
+/// snapshot back); `None` when it did not exist then. 404 when it does not exist now.
+async fn list_version_at(state: &AppState, id: &str, at: i64) -> ApiResult<Option<i64>> {
     let missing = || ApiError::not_found(format!("Group/{id} does not exist"));
     let current = state
         .store
@@ -502,7 +681,7 @@ async fn group_version_at(state: &AppState, id: &str, at: i64) -> ApiResult<i64>
         .filter(|g| !g.deleted)
         .ok_or_else(missing)?;
     if current.last_updated <= at {
-        return Ok(current.version);
+        return Ok(Some(current.version));
     }
     let mut before = None;
     loop {
@@ -511,20 +690,13 @@ async fn group_version_at(state: &AppState, id: &str, at: i64) -> ApiResult<i64>
             .history(ResourceType::Group, id, before, 100)
             .await?;
         let Some(last) = page.last() else {
-            break;
+            return Ok(None);
         };
         before = Some(last.version);
         if let Some(v) = page.iter().find(|v| v.last_updated <= at) {
-            if v.deleted {
-                break;
-            }
-            return Ok(v.version);
+            return Ok((!v.deleted).then_some(v.version));
         }
     }
-    Err(ApiError::bad_param(
-        "_until",
-        format!("Group/{id} did not exist at _until"),
-    ))
 }
 
 fn export_error(e: atr_export::ExportError) -> ApiError {
@@ -589,9 +761,7 @@ async fn job_status(
     draft: &mut AuditDraft,
 ) -> ApiResult<Response> {
     let job = callers_job(state, caller, id).await?;
-    *draft = draft
-        .clone()
-        .with_entity(Some(format!("Group/{}", job.group_id)));
+    *draft = draft.clone().with_entity(job.group_reference());
     let young = now_micros() - job.created_at < MIN_JOB_AGE_MICROS;
     match job.status {
         ExportStatus::Completed if !young => Ok(manifest_response(state, &job)),
@@ -684,9 +854,7 @@ async fn cancel_job(
     draft: &mut AuditDraft,
 ) -> ApiResult<Response> {
     let job = callers_job(state, caller, id).await?;
-    *draft = draft
-        .clone()
-        .with_entity(Some(format!("Group/{}", job.group_id)));
+    *draft = draft.clone().with_entity(job.group_reference());
     if !state.exporter.cancel(id).await.map_err(export_error)? {
         return Err(ApiError::not_found(format!("no export job {id}")));
     }
@@ -731,9 +899,7 @@ async fn job_file(
         .map_err(export_error)?
         .filter(|j| j.status == ExportStatus::Completed)
         .ok_or_else(missing)?;
-    *draft = draft
-        .clone()
-        .with_entity(Some(format!("Group/{}", job.group_id)));
+    *draft = draft.clone().with_entity(job.group_reference());
     if job.client_id != caller.client_id {
         // As its status URL answers: another client's job is not there for this caller.
         return Err(missing());

@@ -36,6 +36,10 @@ fn resource_entry(rtype: ResourceType) -> Value {
                 "Case- and accent-insensitive prefix; :exact and :contains",
             ),
             (ParamKind::Reference, _) => ("reference", "Type/id"),
+            (ParamKind::Date, _) => (
+                "date",
+                "A date to the day, month or year, with eq, ne, gt, ge, lt or le",
+            ),
             (ParamKind::Composite, _) => (
                 "composite",
                 "[system|]code$[system|]value: a characteristic with that value (CodeableConcept or boolean)",
@@ -85,6 +89,10 @@ fn resource_entry(rtype: ResourceType) -> Value {
             json!({"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"}),
         ])
         .collect()
+    } else if rtype == ResourceType::Patient {
+        vec![
+            json!({"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"}),
+        ]
     } else {
         Vec::new()
     };
@@ -174,6 +182,9 @@ pub async fn capability_statement(State(state): State<AppState>) -> Response {
                 .chain(std::iter::once(subscription_entry()))
                 .chain(std::iter::once(super::audit_event::capability_entry()))
                 .collect::<Vec<_>>(),
+            // The system-level export: everything an administration client may read; for a
+            // Consumer, what its lists hold.
+            "operation": [{"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"}],
         }],
     });
     fhir_json(StatusCode::OK, &cs)

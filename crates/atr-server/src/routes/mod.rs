@@ -31,6 +31,14 @@ pub fn fhir_routes(state: &AppState) -> Router<AppState> {
             get(export::status).delete(export::cancel),
         )
         .route("/Provenance/{id}", get(reconcile::read_provenance))
+        .route(
+            "/$export",
+            get(export::system_kick_off).post(export::system_kick_off),
+        )
+        .route(
+            "/Patient/$export",
+            get(export::patient_kick_off).post(export::patient_kick_off),
+        )
         .route("/AuditEvent", get(audit_event::search))
         .route("/AuditEvent/{id}", get(audit_event::read))
         .route(

@@ -823,7 +823,14 @@ pub async fn instance_operation(
         && matches!(operation.as_str(), "$davinci-data-export" | "$export")
     {
         let result = super::export::kick_off(
-            &state, &caller, &id, &operation, &method, &uri, &headers, &body,
+            &state,
+            &caller,
+            super::export::ExportLevel::Group(&id),
+            &operation,
+            &method,
+            &uri,
+            &headers,
+            &body,
         )
         .await;
         audit::record_outcome(&state, &draft, &result).await;

@@ -1,7 +1,6 @@
-//! Reading an export's resources. Planning makes one pass over the member rows of the exported
-//! Group version and keeps the Patient and Coverage ids in scope as [`IdSet`]s; the Coverages'
-//! search-index rows give the subscribers, policy holders and payors they bring in; the
-//! providers, payers and places are a few thousand ids at most.
+//! Reading an export's resources. Planning (`export_plan.rs`) keeps the Patient and Coverage ids in
+//! scope as [`IdSet`]s; the Coverages' search-index rows give the subscribers, policy holders and
+//! payors they bring in; the providers, payers and places are a few thousand ids at most.
 //!
 //! Each type is then read against its id set: when the set holds a good share of the type's stored
 //! resources, one sequential scan of the type keeps the rows in the set (a 1M-member list reads
@@ -18,7 +17,7 @@
 //! STDOUT` (a streamed `SELECT` built a driver row per resource: a 1M-Patient scan took 16 s
 //! through sqlx against 1.7 s for the server to produce it) and looks ids up in `= ANY` chunks.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -29,190 +28,22 @@ use sqlx::Row as _;
 use tokio::sync::mpsc;
 
 use super::db::{Arg, Col, Pool};
-use crate::{ExportItem, ExportPlan, ExportScope, IdSet, StoreError};
+use super::export_plan::MemberRefs;
+use crate::{ExportItem, ExportPlan, IdSet, StoreError};
+
+pub(super) use self::pg::member_refs as pg_member_refs;
+pub(super) use self::sqlite::member_refs as sqlite_member_refs;
 
 /// Bytes per chunk handed to the file writer.
 const CHUNK: usize = 256 * 1024;
 /// Ids per `IN (…)` list.
-const IDS_PER_QUERY: usize = 500;
+pub(super) const IDS_PER_QUERY: usize = 500;
 
 pub type ExportStream =
     std::pin::Pin<Box<dyn futures::Stream<Item = Result<ExportItem, StoreError>> + Send>>;
 
-/// The member rows of the exported version (arguments `$1` group, `$2` version, then the
-/// `patient` subset from `$3`).
-fn members_at(scope: &ExportScope) -> (String, Vec<Arg>) {
-    let mut sql = String::from(
-        "group_id = $1 AND from_version <= $2 AND (to_version IS NULL OR to_version > $2)",
-    );
-    let mut args = vec![
-        Arg::from(scope.group_id.as_str()),
-        Arg::Int(scope.group_version),
-    ];
-    if let Some(patients) = &scope.patients {
-        sql.push_str(" AND patient IN (");
-        for (i, p) in patients.iter().enumerate() {
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!("${}", args.len() + 1));
-            args.push(Arg::from(p.as_str()));
-        }
-        if patients.is_empty() {
-            sql.push_str("NULL");
-        }
-        sql.push(')');
-    }
-    (sql, args)
-}
-
 fn prefix(rtype: ResourceType) -> String {
     format!("{}/", rtype.as_str())
-}
-
-/// Plans an export: one pass over the member rows of the exported version collects the Patient and
-/// Coverage ids in scope and the attributed providers; the Group's managing entity joins those;
-/// with `_since`, what the members who joined after it reference.
-pub(crate) async fn plan(pool: &Pool, scope: &ExportScope) -> Result<ExportPlan, StoreError> {
-    let refs = member_refs(pool, scope).await?;
-    let mut attributed = refs.providers;
-    let managing = pool
-        .fetch_all(
-            "SELECT target FROM search_ref WHERE rtype = 'Group' AND id = $1 AND param = 'managing-entity'",
-            &[scope.group_id.as_str().into()],
-            &[Col::Text],
-        )
-        .await?;
-    attributed.extend(managing.into_iter().map(|mut r| r.text(0)));
-    let (since, joined, left) = match scope.since {
-        None => (None, HashSet::new(), Vec::new()),
-        Some(since) => match joined_since(pool, scope, since).await? {
-            None => (None, HashSet::new(), Vec::new()),
-            Some(joined) => {
-                let left = left_since(pool, scope, since, &refs.patients).await?;
-                (Some(since), joined, left)
-            }
-        },
-    };
-    let mut ids = BTreeMap::new();
-    ids.insert(ResourceType::Patient, Arc::new(refs.patients));
-    ids.insert(ResourceType::Coverage, Arc::new(refs.coverages));
-    Ok(ExportPlan {
-        scope: scope.clone(),
-        ids,
-        attributed,
-        since,
-        joined,
-        left,
-    })
-}
-
-/// The version of the Group current at `since`, when it existed then.
-async fn version_at(pool: &Pool, group_id: &str, at: i64) -> Result<Option<i64>, StoreError> {
-    Ok(pool
-        .fetch_optional(
-            "SELECT MAX(version) FROM resource_version WHERE rtype = 'Group' AND id = $1 \
-             AND last_updated <= $2 AND NOT deleted",
-            &[group_id.into(), at.into()],
-            &[Col::OptInt],
-        )
-        .await?
-        .and_then(|r| r.opt_int(0)))
-}
-
-/// `Patient/id` of the members on the list at `since` (active or not) who have no entry at the
-/// exported version, in the order their rows were first written. A `patient` subset narrows it
-/// to those patients.
-async fn left_since(
-    pool: &Pool,
-    scope: &ExportScope,
-    since: i64,
-    in_scope: &IdSet,
-) -> Result<Vec<String>, StoreError> {
-    let Some(then) = version_at(pool, &scope.group_id, since).await? else {
-        return Ok(Vec::new());
-    };
-    let sql = "SELECT patient FROM group_member WHERE group_id = $1 AND from_version <= $2 \
-               AND (to_version IS NULL OR to_version > $2) ORDER BY ord";
-    let args = [Arg::from(scope.group_id.as_str()), Arg::Int(then)];
-    let mut rows = pool.rows(sql, &args, &[Col::Text]);
-    let mut seen = HashSet::new();
-    let mut left = Vec::new();
-    while let Some(mut r) = rows.try_next().await? {
-        let patient = r.text(0);
-        let Some(id) = patient.strip_prefix("Patient/") else {
-            continue;
-        };
-        let asked = scope.patients.as_ref().is_none_or(|p| p.contains(&patient));
-        if asked && !in_scope.contains(id) && seen.insert(patient.clone()) {
-            left.push(patient);
-        }
-    }
-    Ok(left)
-}
-
-/// What the member rows in scope reference.
-struct MemberRefs {
-    /// Patient ids (without `Patient/`).
-    patients: IdSet,
-    /// Coverage ids (without `Coverage/`).
-    coverages: IdSet,
-    /// Attributed providers, as `Type/id`.
-    providers: BTreeSet<String>,
-}
-
-impl MemberRefs {
-    /// Sized for `entries` member rows (ids of about 16 bytes).
-    fn with_capacity(entries: usize) -> Self {
-        MemberRefs {
-            patients: IdSet::with_capacity(entries, 16),
-            coverages: IdSet::with_capacity(entries, 16),
-            providers: BTreeSet::new(),
-        }
-    }
-
-    fn add(&mut self, patient: &str, coverage: Option<&str>, provider: Option<&str>) {
-        if let Some(id) = patient.strip_prefix("Patient/") {
-            self.patients.insert(id);
-        }
-        if let Some(id) = coverage.and_then(|c| c.strip_prefix("Coverage/")) {
-            self.coverages.insert(id);
-        }
-        if let Some(p) = provider
-            && !self.providers.contains(p)
-        {
-            self.providers.insert(p.to_string());
-        }
-    }
-}
-
-/// One pass over the member rows in scope.
-async fn member_refs(pool: &Pool, scope: &ExportScope) -> Result<MemberRefs, StoreError> {
-    let entries = match &scope.patients {
-        Some(p) => p.len(),
-        None => pool
-            .fetch_optional(
-                "SELECT member_count FROM resource_version WHERE rtype = 'Group' AND id = $1 AND version = $2",
-                &[scope.group_id.as_str().into(), scope.group_version.into()],
-                &[Col::OptInt],
-            )
-            .await?
-            .and_then(|r| r.opt_int(0))
-            .unwrap_or(0)
-            .max(0) as usize,
-    };
-    let refs = MemberRefs::with_capacity(entries);
-    let (at_v, args) = members_at(scope);
-    let sql = format!("SELECT patient, coverage, provider FROM group_member WHERE {at_v}");
-    match pool {
-        Pool::Sqlite(p) => {
-            let path = p.connect_options().get_filename().to_path_buf();
-            tokio::task::spawn_blocking(move || sqlite::member_refs(&path, &sql, &args, refs))
-                .await
-                .map_err(|e| StoreError::Direct(e.to_string()))?
-        }
-        Pool::Postgres(p) => pg::member_refs(p, &sql, &args, refs).await,
-    }
 }
 
 /// The Coverage references that bring resources into an export: the search-index rows of the
@@ -275,7 +106,10 @@ pub fn is_provider_type(rtype: ResourceType) -> bool {
 }
 
 /// Adds the Practitioners, Organizations and Locations of the PractitionerRoles in `refs`.
-async fn role_targets(pool: &Pool, refs: &mut BTreeSet<String>) -> Result<(), StoreError> {
+pub(super) async fn role_targets(
+    pool: &Pool,
+    refs: &mut BTreeSet<String>,
+) -> Result<(), StoreError> {
     let roles: Vec<String> = refs
         .iter()
         .filter_map(|r| r.strip_prefix("PractitionerRole/"))
@@ -296,89 +130,13 @@ async fn role_targets(pool: &Pool, refs: &mut BTreeSet<String>) -> Result<(), St
     Ok(())
 }
 
-fn push_placeholders(sql: &mut String, first: usize, n: usize) {
+pub(super) fn push_placeholders(sql: &mut String, first: usize, n: usize) {
     for i in 0..n {
         if i > 0 {
             sql.push(',');
         }
         sql.push_str(&format!("${}", first + i));
     }
-}
-
-/// What the members who joined the Group after `since` reference; `None` when the Group did not
-/// exist then (everyone joined after it).
-async fn joined_since(
-    pool: &Pool,
-    scope: &ExportScope,
-    since: i64,
-) -> Result<Option<HashSet<String>>, StoreError> {
-    let Some(then) = version_at(pool, &scope.group_id, since).await? else {
-        return Ok(None);
-    };
-    // Rows that began after `then` are candidates; their patient joined unless it had a row then.
-    let (at_v, mut args) = members_at(scope);
-    let n = args.len();
-    args.push(Arg::Int(then));
-    let rows = pool
-        .fetch_all(
-            &format!(
-                "SELECT patient, coverage, provider FROM group_member WHERE {at_v} AND from_version > ${}",
-                n + 1
-            ),
-            &args,
-            &[Col::Text, Col::OptText, Col::OptText],
-        )
-        .await?;
-    if rows.is_empty() {
-        return Ok(Some(HashSet::new()));
-    }
-    let mut candidates: HashSet<String> = rows.iter().cloned().map(|mut r| r.text(0)).collect();
-    {
-        let sql = "SELECT patient FROM group_member WHERE group_id = $1 AND from_version <= $2 \
-                   AND (to_version IS NULL OR to_version > $2)";
-        let args = [Arg::from(scope.group_id.as_str()), Arg::Int(then)];
-        let cols = [Col::Text];
-        let mut earlier = pool.rows(sql, &args, &cols);
-        while let Some(mut r) = earlier.try_next().await? {
-            candidates.remove(&r.text(0));
-            if candidates.is_empty() {
-                break;
-            }
-        }
-    }
-    let mut joined: BTreeSet<String> = BTreeSet::new();
-    let mut coverages = Vec::new();
-    for mut r in rows {
-        let patient = r.text(0);
-        if !candidates.contains(&patient) {
-            continue;
-        }
-        if let Some(c) = r.opt_text(1) {
-            coverages.push(c.clone());
-            joined.insert(c);
-        }
-        if let Some(p) = r.opt_text(2) {
-            joined.insert(p);
-        }
-        joined.insert(patient);
-    }
-    for chunk in coverages.chunks(IDS_PER_QUERY) {
-        let mut sql = String::from(
-            "SELECT target FROM search_ref WHERE rtype = 'Coverage' \
-             AND param IN ('subscriber', 'policy-holder', 'payor') AND id IN (",
-        );
-        push_placeholders(&mut sql, 1, chunk.len());
-        sql.push(')');
-        let args: Vec<Arg> = chunk
-            .iter()
-            .map(|c| Arg::from(c.strip_prefix("Coverage/").unwrap_or(c)))
-            .collect();
-        for mut r in pool.fetch_all(&sql, &args, &[Col::Text]).await? {
-            joined.insert(r.text(0));
-        }
-    }
-    role_targets(pool, &mut joined).await?;
-    Ok(Some(joined.into_iter().collect()))
 }
 
 /// Every current resource of a type, for the scan that filters by id set: rows of (id,
@@ -445,8 +203,10 @@ impl Emitter {
         stored: Option<(i64, bool, &[u8])>,
         as_of: bool,
     ) -> Option<ExportItem> {
+        // An export of everything stored names no references: a resource created after the
+        // snapshot, or deleted before it, is simply not part of it.
         let Some((last_updated, deleted, body)) = stored else {
-            return Some(ExportItem::Missing(self.reference(id)));
+            return (!self.plan.complete).then(|| ExportItem::Missing(self.reference(id)));
         };
         if last_updated > self.plan.scope.at && !as_of {
             self.late.push(id.to_string());
@@ -457,7 +217,7 @@ impl Emitter {
             return match since {
                 Some(s) if last_updated > s => Some(ExportItem::Deleted(self.reference(id))),
                 Some(_) => None,
-                None => Some(ExportItem::Missing(self.reference(id))),
+                None => (!self.plan.complete).then(|| ExportItem::Missing(self.reference(id))),
             };
         }
         if let Some(s) = since
@@ -584,7 +344,7 @@ mod sqlite {
         Ok(conn)
     }
 
-    pub(super) fn member_refs(
+    pub(in crate::sql) fn member_refs(
         path: &std::path::Path,
         sql: &str,
         args: &[Arg],
@@ -865,7 +625,7 @@ mod pg {
         Ok(())
     }
 
-    pub(super) async fn member_refs(
+    pub(in crate::sql) async fn member_refs(
         pool: &PgPool,
         sql: &str,
         args: &[Arg],

@@ -479,6 +479,80 @@ pub(crate) async fn entries_of(
         .collect())
 }
 
+/// Patients per `IN (…)` list of [`entries_at`].
+const PATIENTS_PER_QUERY: usize = 500;
+
+/// The entries of `patients` (`Patient/id`) on Group `group_id` at `version`, any version, in
+/// list order, each with its patient. At the current version the rows come through the current
+/// rows' patient index; at an older one through the Group's rows (one pass per 500 patients).
+pub(crate) async fn entries_at(
+    pool: &super::db::Pool,
+    group_id: &str,
+    version: i64,
+    patients: &[String],
+    derive: bool,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let current = pool
+        .fetch_optional(
+            "SELECT version FROM resource_version WHERE rtype = 'Group' AND id = $1 AND is_current",
+            &[group_id.into()],
+            &[Col::Int],
+        )
+        .await?
+        .map(|r| r.int(0));
+    let mut rows = Vec::new();
+    for chunk in patients.chunks(PATIENTS_PER_QUERY) {
+        let mut sql = String::from(
+            "SELECT from_version, change_type, inactive, extensions, body, ord, patient FROM group_member WHERE ",
+        );
+        let mut args: Vec<Arg> = vec![group_id.into()];
+        if current == Some(version) {
+            sql.push_str("to_version IS NULL AND group_id || '' = $1");
+        } else {
+            sql.push_str(
+                "group_id = $1 AND from_version <= $2 AND (to_version IS NULL OR to_version > $2)",
+            );
+            args.push(Arg::Int(version));
+        }
+        sql.push_str(" AND patient IN (");
+        for (i, p) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push(',');
+            }
+            args.push(p.as_str().into());
+            sql.push_str(&format!("${}", args.len()));
+        }
+        sql.push(')');
+        rows.extend(
+            pool.fetch_all(
+                &sql,
+                &args,
+                &[
+                    Col::Int,
+                    Col::OptText,
+                    Col::Bool,
+                    Col::Text,
+                    Col::Text,
+                    Col::Int,
+                    Col::Text,
+                ],
+            )
+            .await?,
+        );
+    }
+    rows.sort_by_key(|r| r.int(5));
+    Ok(rows
+        .into_iter()
+        .map(|mut r| {
+            let stored = r.opt_text(1);
+            let code = shown_change_type(derive, r.int(0), version, stored.as_deref(), r.bool(2));
+            let mut buf = Vec::new();
+            write_member(&mut buf, code, &r.text(3), &r.text(4));
+            (r.text(6), String::from_utf8_lossy(&buf).into_owned())
+        })
+        .collect())
+}
+
 /// A stored Provenance: its Group and its JSON.
 pub(crate) async fn provenance(
     pool: &super::db::Pool,

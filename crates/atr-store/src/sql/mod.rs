@@ -7,6 +7,7 @@ mod claims;
 mod db;
 mod deferred_indexes;
 mod export_jobs;
+mod export_plan;
 mod export_read;
 mod index_rows;
 mod member_ops;
@@ -806,6 +807,16 @@ impl Store for SqlStore {
         member_ops::entries_of(&self.pool, group_id, version, patient, derive_change_type).await
     }
 
+    async fn entries_at(
+        &self,
+        group_id: &str,
+        version: i64,
+        patients: &[String],
+        derive_change_type: bool,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        member_ops::entries_at(&self.pool, group_id, version, patients, derive_change_type).await
+    }
+
     async fn put_client(&self, client: &ClientRecord) -> Result<(), StoreError> {
         auth::put_client(&self.pool, client).await
     }
@@ -908,7 +919,7 @@ impl Store for SqlStore {
         &self,
         scope: &crate::ExportScope,
     ) -> Result<crate::ExportPlan, StoreError> {
-        export_read::plan(&self.pool, scope).await
+        export_plan::plan(&self.pool, scope).await
     }
 
     async fn export_links(

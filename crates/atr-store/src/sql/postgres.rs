@@ -49,6 +49,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "unique claims",
         sql: include_str!("../../migrations/postgres/0007_unique_claims.sql"),
     },
+    Migration {
+        version: 8,
+        name: "more search params",
+        sql: include_str!("../../migrations/postgres/0008_more_search_params.sql"),
+    },
 ];
 
 /// The pools of one store: everything but searches, and searches.

@@ -131,6 +131,35 @@ fn conditions(q: &SearchQuery, st: &mut Statement) {
                     .bind_list(any_of.iter().cloned())
                     .push(")");
             }
+            Clause::Date {
+                param,
+                compare,
+                start,
+                end,
+            } => {
+                st.push("r.id IN (SELECT t.id FROM search_token t WHERE t.rtype = ")
+                    .bind(rtype);
+                st.push(" AND t.param = ").bind(*param).push(" AND ");
+                let (start, end) = (start.clone(), end.clone());
+                match compare {
+                    Compare::Eq => st
+                        .push("t.code >= ")
+                        .bind(start)
+                        .push(" AND t.code < ")
+                        .bind(end),
+                    Compare::Ne => st
+                        .push("NOT (t.code >= ")
+                        .bind(start)
+                        .push(" AND t.code < ")
+                        .bind(end)
+                        .push(")"),
+                    Compare::Gt => st.push("t.code >= ").bind(end),
+                    Compare::Ge => st.push("t.code >= ").bind(start),
+                    Compare::Lt => st.push("t.code < ").bind(start),
+                    Compare::Le => st.push("t.code < ").bind(end),
+                };
+                st.push(")");
+            }
             Clause::Member(patients) => {
                 st.push("r.id IN (SELECT m.group_id FROM group_member m WHERE m.to_version IS NULL AND m.patient IN ");
                 st.bind_list(patients.iter().cloned()).push(")");

@@ -45,6 +45,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "unique claims",
         sql: include_str!("../../migrations/sqlite/0007_unique_claims.sql"),
     },
+    Migration {
+        version: 8,
+        name: "more search params",
+        sql: include_str!("../../migrations/sqlite/0008_more_search_params.sql"),
+    },
 ];
 
 /// How a connection of our own, beside the pool, opens the file.
