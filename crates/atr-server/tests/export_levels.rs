@@ -10,7 +10,7 @@ mod common;
 use std::collections::{BTreeSet, HashSet};
 
 use atr_model::instant::{fhir_instant, now_micros};
-use common::exports::{consumer, download, error_lines, ids_of, manifest, started};
+use common::exports::{consumer, download, error_lines, ids_of, kick_off, manifest, started};
 use common::{TestApp, load_synthetic, spawn_apps};
 use serde_json::{Value, json};
 
@@ -185,15 +185,8 @@ async fn level_exports_refuse_what_the_group_export_refuses() {
             ("$export?_since=2999-01-01T00:00:00Z", "respond-async", 400),
             ("Patient/$export?bogus=1", "respond-async", 400),
         ] {
-            let r = http
-                .get(app.url(path))
-                .header("Accept", "application/fhir+json")
-                .header("Prefer", prefer)
-                .send()
-                .await
-                .expect("kick-off");
-            assert_eq!(r.status(), status, "{path}");
-            let body: Value = r.json().await.expect("JSON");
+            let (got, _, body) = kick_off(&app, &http, path, prefer).await;
+            assert_eq!(got, status, "{path}");
             assert_eq!(body["resourceType"], "OperationOutcome", "{path}");
         }
         // Without a token: 401, as everywhere.

@@ -446,37 +446,9 @@ pub(crate) async fn entries_of(
     patient: &str,
     derive: bool,
 ) -> Result<Vec<String>, StoreError> {
-    let sql = format!(
-        "SELECT from_version, change_type, inactive, extensions, body, ord FROM group_member{PATIENT_ROWS}"
-    );
-    let rows = pool
-        .fetch_all(
-            &sql,
-            &[patient.into(), group_id.into()],
-            &[
-                Col::Int,
-                Col::OptText,
-                Col::Bool,
-                Col::Text,
-                Col::Text,
-                Col::Int,
-            ],
-        )
-        .await?;
-    // Sorted here, not by the database: `ORDER BY ord` tempts planners into walking the whole
-    // Group in `ord` order instead of finding the patient's few rows.
-    let mut rows = rows;
-    rows.sort_by_key(|r| r.int(5));
-    Ok(rows
-        .into_iter()
-        .map(|mut r| {
-            let stored = r.opt_text(1);
-            let code = shown_change_type(derive, r.int(0), version, stored.as_deref(), r.bool(2));
-            let mut buf = Vec::new();
-            write_member(&mut buf, code, &r.text(3), &r.text(4));
-            String::from_utf8_lossy(&buf).into_owned()
-        })
-        .collect())
+    let patients = [patient.to_string()];
+    let entries = entries_at(pool, group_id, version, &patients, derive).await?;
+    Ok(entries.into_iter().map(|(_, entry)| entry).collect())
 }
 
 /// Patients per `IN (…)` list of [`entries_at`].
@@ -540,6 +512,8 @@ pub(crate) async fn entries_at(
             .await?,
         );
     }
+    // Sorted here, not by the database: `ORDER BY ord` tempts planners into walking the whole
+    // Group in `ord` order instead of finding the patients' few rows.
     rows.sort_by_key(|r| r.int(5));
     Ok(rows
         .into_iter()
