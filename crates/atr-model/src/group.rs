@@ -350,13 +350,18 @@ pub fn write_member(out: &mut Vec<u8>, change_type: Option<&str>, extensions: &s
     out.push(b'}');
 }
 
-/// The `changeType` a member row shows in Group version `version`. Rows whose content changed at
-/// this version carry the code computed when they were written (or set by the Producer); rows
-/// carried over unchanged are `nochange`, except entries no longer attributed, which stay `dropped`.
+/// The `changeType` a member row shows in Group version `version`, derived against the last
+/// published list: `baseline` is the newest `final` version before `version` (`None` when the list
+/// was never final). Rows whose content changed at this version carry the code computed when they
+/// were written (or set by the Producer); rows written since the baseline keep showing that code
+/// through the whole reconciliation round (so `new` and `dropped` stay visible in later drafts
+/// and in the final list that ends the round); rows unchanged since the baseline are `nochange`,
+/// except entries no longer attributed, which stay `dropped`.
 pub fn shown_change_type(
     derive: bool,
     row_from_version: i64,
     version: i64,
+    baseline: Option<i64>,
     stored: Option<&str>,
     inactive: bool,
 ) -> Option<&str> {
@@ -366,7 +371,11 @@ pub fn shown_change_type(
     if !derive {
         return None;
     }
-    Some(if inactive { "dropped" } else { "nochange" })
+    let carried = if inactive { "dropped" } else { "nochange" };
+    match baseline {
+        Some(published) if row_from_version <= published => Some(carried),
+        _ => stored.or(Some(carried)),
+    }
 }
 
 #[cfg(test)]
@@ -470,19 +479,34 @@ mod tests {
     }
 
     #[test]
-    fn unchanged_rows_show_nochange_and_dropped_stays() {
+    fn change_types_are_derived_against_the_last_final_version() {
+        // Written at this version: what it was written as.
         assert_eq!(
-            shown_change_type(true, 2, 2, Some("new"), false),
+            shown_change_type(true, 2, 2, Some(1), Some("new"), false),
             Some("new")
         );
+        // Unchanged since the last final version: nochange, or dropped when inactive.
         assert_eq!(
-            shown_change_type(true, 1, 2, Some("new"), false),
+            shown_change_type(true, 1, 3, Some(2), Some("new"), false),
             Some("nochange")
         );
         assert_eq!(
-            shown_change_type(true, 1, 2, Some("dropped"), true),
+            shown_change_type(true, 1, 3, Some(2), Some("dropped"), true),
             Some("dropped")
         );
-        assert_eq!(shown_change_type(false, 1, 2, None, false), None);
+        // Written since the last final version (or the list was never final): still its code.
+        assert_eq!(
+            shown_change_type(true, 3, 5, Some(2), Some("new"), false),
+            Some("new")
+        );
+        assert_eq!(
+            shown_change_type(true, 1, 4, None, Some("new"), false),
+            Some("new")
+        );
+        assert_eq!(
+            shown_change_type(true, 3, 5, Some(2), None, false),
+            Some("nochange")
+        );
+        assert_eq!(shown_change_type(false, 1, 2, None, None, false), None);
     }
 }

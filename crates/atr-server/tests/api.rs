@@ -501,19 +501,40 @@ async fn group_discovery_follows_the_ig() {
     }
 }
 
+/// `group` with its attribution list status set to `status`.
+fn with_status(mut group: Value, status: &str) -> Value {
+    for e in group["extension"].as_array_mut().into_iter().flatten() {
+        if e["url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("ext-attributionListStatus"))
+        {
+            e["valueCode"] = json!(status);
+        }
+    }
+    group
+}
+
+/// The `changeType` codes of a Group's entries, in order.
+fn change_codes(group: &Value) -> Vec<String> {
+    group["member"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter_map(|m| m["extension"][0]["valueCode"].as_str().map(str::to_string))
+        .collect()
+}
+
 #[tokio::test]
 async fn group_versions_are_read_back_with_old_membership() {
     for app in spawn_apps().await {
-        app.put(
-            "Group/g",
-            &atr_group("g", "List", "1234567893", "111111111", &["a", "b"]),
-        )
-        .await;
-        app.put(
-            "Group/g",
-            &atr_group("g", "List", "1234567893", "111111111", &["b", "c"]),
-        )
-        .await;
+        let list = |members: &[&str], status: &str| {
+            with_status(
+                atr_group("g", "List", "1234567893", "111111111", members),
+                status,
+            )
+        };
+        app.put("Group/g", &list(&["a", "b"], "final")).await;
+        app.put("Group/g", &list(&["b", "c"], "open")).await;
         let (_, v1) = app.get_json("Group/g/_history/1").await;
         let (_, v2) = app.get_json("Group/g").await;
         let refs = |g: &Value| -> Vec<String> {
@@ -527,13 +548,7 @@ async fn group_versions_are_read_back_with_old_membership() {
         assert_eq!(refs(&v1), ["Patient/a", "Patient/b"]);
         assert_eq!(refs(&v2), ["Patient/b", "Patient/c"]);
         assert_eq!(v2["meta"]["versionId"], "2");
-        let codes: Vec<&str> = v2["member"]
-            .as_array()
-            .expect("m")
-            .iter()
-            .filter_map(|m| m["extension"][0]["valueCode"].as_str())
-            .collect();
-        assert_eq!(codes, ["nochange", "new"]);
+        assert_eq!(change_codes(&v2), ["nochange", "new"]);
         let (_, history) = app.get_json("Group/g/_history?_summary=true").await;
         assert_eq!(history["entry"].as_array().map(Vec::len), Some(2));
         let (_, members_of_a) = app.get_json("Group?member=Patient/a").await;
@@ -636,17 +651,84 @@ async fn writes_keep_the_data_model_rules_of_seed_000() {
     }
 }
 
+/// changeType is derived against the last published (`final`) version: what a reconciliation
+/// round added stays `new` in every later version of the round and in the final list that ends
+/// it; the next round starts from `nochange`.
+#[tokio::test]
+async fn change_types_hold_against_the_last_final_list_through_a_round() {
+    for app in spawn_apps().await {
+        let list = |members: &[&str], status: &str| {
+            with_status(
+                atr_group("g", "List", "1234567893", "111111111", members),
+                status,
+            )
+        };
+        let codes = async |app: &common::TestApp| {
+            let (_, g) = app.get_json("Group/g").await;
+            change_codes(&g)
+        };
+        app.put("Group/g", &list(&["a", "b"], "draft")).await;
+        app.put("Group/g", &list(&["a", "b", "c"], "draft")).await;
+        // Never published: everything is new.
+        assert_eq!(codes(&app).await, ["new", "new", "new"], "{}", app.dialect);
+        app.put("Group/g", &list(&["a", "b", "c"], "final")).await;
+        assert_eq!(codes(&app).await, ["new", "new", "new"], "{}", app.dialect);
+        // The next round: d joins, then e; d stays new while e joins, and in the final list.
+        app.put("Group/g", &list(&["a", "b", "c", "d"], "open"))
+            .await;
+        assert_eq!(
+            codes(&app).await,
+            ["nochange", "nochange", "nochange", "new"]
+        );
+        app.put("Group/g", &list(&["a", "b", "c", "d", "e"], "open"))
+            .await;
+        assert_eq!(
+            codes(&app).await,
+            ["nochange", "nochange", "nochange", "new", "new"],
+            "{}",
+            app.dialect
+        );
+        app.put("Group/g", &list(&["a", "b", "c", "d", "e"], "final"))
+            .await;
+        assert_eq!(
+            codes(&app).await,
+            ["nochange", "nochange", "nochange", "new", "new"],
+            "{}",
+            app.dialect
+        );
+        // An older version reads against its own baseline; the round after starts afresh.
+        let (_, v4) = app.get_json("Group/g/_history/4").await;
+        assert_eq!(
+            change_codes(&v4),
+            ["nochange", "nochange", "nochange", "new"]
+        );
+        app.put("Group/g", &list(&["a", "b", "c", "d", "e"], "open"))
+            .await;
+        assert_eq!(codes(&app).await, ["nochange"; 5], "{}", app.dialect);
+        // The export's Group line shows the same.
+        let location =
+            common::exports::started(&app, &app.client, "Group/g/$export?_type=Group").await;
+        let m = common::exports::manifest(&app.client, &location).await;
+        let lines = common::exports::download(&app.client, &m).await;
+        assert_eq!(change_codes(&lines[0].1), ["nochange"; 5]);
+    }
+}
+
 #[tokio::test]
 async fn an_admin_put_that_changes_one_entry_marks_only_that_entry_changed() {
     for app in spawn_apps().await {
         app.put(
             "Group/g",
-            &atr_group("g", "List", "1234567893", "111111111", &["a", "b", "c"]),
+            &with_status(
+                atr_group("g", "List", "1234567893", "111111111", &["a", "b", "c"]),
+                "final",
+            ),
         )
         .await;
-        // Read the list, edit one entry's period, put the whole thing back: the other entries come
-        // back with the server's changeType and in the server's key order.
-        let (_, mut read) = app.get_json("Group/g").await;
+        // Read the published list, reopen it with one entry's period edited, put the whole thing
+        // back: the other entries come back with the server's changeType and key order.
+        let (_, read) = app.get_json("Group/g").await;
+        let mut read = with_status(read, "open");
         read["member"][1]["period"]["end"] = json!("2026-06-30");
         let r = app.put("Group/g", &read).await;
         assert_eq!(r.status(), 200);

@@ -472,6 +472,11 @@ pub(crate) async fn entries_at(
         )
         .await?
         .map(|r| r.int(0));
+    let baseline = if derive {
+        super::members::last_final_before(pool, group_id, version).await?
+    } else {
+        None
+    };
     let mut rows = Vec::new();
     for chunk in patients.chunks(PATIENTS_PER_QUERY) {
         let mut sql = String::from(
@@ -519,7 +524,14 @@ pub(crate) async fn entries_at(
         .into_iter()
         .map(|mut r| {
             let stored = r.opt_text(1);
-            let code = shown_change_type(derive, r.int(0), version, stored.as_deref(), r.bool(2));
+            let code = shown_change_type(
+                derive,
+                r.int(0),
+                version,
+                baseline,
+                stored.as_deref(),
+                r.bool(2),
+            );
             let mut buf = Vec::new();
             write_member(&mut buf, code, &r.text(3), &r.text(4));
             (r.text(6), String::from_utf8_lossy(&buf).into_owned())

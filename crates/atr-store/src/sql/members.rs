@@ -166,6 +166,32 @@ pub(crate) async fn end_all(tx: &mut Tx, group_id: &str, version: i64) -> Result
 /// client holds little memory.
 pub(crate) const CHUNK: usize = 256 * 1024;
 
+/// The newest version of Group `group_id` before `version` whose list status is `final` (the
+/// last published list, which `changeType` is derived against). Reads the headers newest first and
+/// stops at the first final one: a reconciliation round's versions, not the Group's whole history.
+pub(crate) async fn last_final_before(
+    pool: &Pool,
+    group_id: &str,
+    version: i64,
+) -> Result<Option<i64>, StoreError> {
+    let args = [Arg::from(group_id), Arg::Int(version)];
+    let mut rows = pool.rows(
+        "SELECT version, body FROM resource_version WHERE rtype = 'Group' AND id = $1 \
+         AND version < $2 AND NOT deleted ORDER BY version DESC",
+        &args,
+        &[Col::Int, Col::Bytes],
+    );
+    while let Some(row) = rows.next().await {
+        let mut row = row?;
+        let header: serde_json::Value = serde_json::from_slice(&row.bytes(1))
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        if atr_model::group::list_status(&header) == Some("final") {
+            return Ok(Some(row.int(0)));
+        }
+    }
+    Ok(None)
+}
+
 /// Streams the member elements of a Group version, comma-separated, into `out`. Rows are
 /// immutable once their version exists (only `to_version` is set later, and never to a version
 /// at or below one already written), so no transaction is needed for a consistent read.
@@ -174,9 +200,10 @@ pub(crate) async fn stream(
     group_id: String,
     version: i64,
     derive: bool,
+    baseline: Option<i64>,
     out: mpsc::Sender<Result<Bytes, StoreError>>,
 ) {
-    if let Err(e) = pump(&pool, &group_id, version, derive, &out).await {
+    if let Err(e) = pump(&pool, &group_id, version, derive, baseline, &out).await {
         let _ = out.send(Err(e)).await;
     }
 }
@@ -186,6 +213,7 @@ async fn pump(
     group_id: &str,
     version: i64,
     derive: bool,
+    baseline: Option<i64>,
     out: &mpsc::Sender<Result<Bytes, StoreError>>,
 ) -> Result<(), StoreError> {
     let is_current = pool
@@ -222,7 +250,14 @@ async fn pump(
         }
         first = false;
         let stored = row.opt_text(1);
-        let code = shown_change_type(derive, row.int(0), version, stored.as_deref(), row.bool(2));
+        let code = shown_change_type(
+            derive,
+            row.int(0),
+            version,
+            baseline,
+            stored.as_deref(),
+            row.bool(2),
+        );
         write_member(&mut buf, code, &row.text(3), &row.text(4));
         if buf.len() >= CHUNK {
             let chunk = Bytes::from(std::mem::replace(

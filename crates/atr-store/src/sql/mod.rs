@@ -623,28 +623,38 @@ impl Store for SqlStore {
         derive_change_type: bool,
     ) -> MemberStream {
         let (tx, rx) = mpsc::channel(4);
-        if let Pool::Sqlite(p) = &self.pool {
-            let path = p.connect_options().get_filename().to_path_buf();
-            let group_id = group_id.to_string();
-            tokio::task::spawn_blocking(move || {
-                sqlite_direct::stream(
-                    path,
-                    group_id,
-                    version,
-                    derive_change_type,
-                    members::CHUNK,
-                    tx,
-                )
-            });
-        } else {
-            tokio::spawn(members::stream(
-                self.pool.clone(),
-                group_id.to_string(),
-                version,
-                derive_change_type,
-                tx,
-            ));
-        }
+        let pool = self.pool.clone();
+        let group_id = group_id.to_string();
+        tokio::spawn(async move {
+            let baseline = if derive_change_type {
+                match members::last_final_before(&pool, &group_id, version).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                }
+            } else {
+                None
+            };
+            if let Pool::Sqlite(p) = &pool {
+                let path = p.connect_options().get_filename().to_path_buf();
+                let _ = tokio::task::spawn_blocking(move || {
+                    sqlite_direct::stream(
+                        path,
+                        group_id,
+                        version,
+                        derive_change_type,
+                        baseline,
+                        members::CHUNK,
+                        tx,
+                    )
+                })
+                .await;
+            } else {
+                members::stream(pool, group_id, version, derive_change_type, baseline, tx).await;
+            }
+        });
         Box::pin(ReceiverStream::new(rx))
     }
 

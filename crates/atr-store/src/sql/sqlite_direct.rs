@@ -21,10 +21,11 @@ pub(crate) fn stream(
     group_id: String,
     version: i64,
     derive: bool,
+    baseline: Option<i64>,
     chunk: usize,
     out: mpsc::Sender<Result<Bytes, StoreError>>,
 ) {
-    if let Err(e) = pump(&path, &group_id, version, derive, chunk, &out) {
+    if let Err(e) = pump(&path, &group_id, version, derive, baseline, chunk, &out) {
         let _ = out.blocking_send(Err(e));
     }
 }
@@ -34,6 +35,7 @@ fn pump(
     group_id: &str,
     version: i64,
     derive: bool,
+    baseline: Option<i64>,
     chunk: usize,
     out: &mpsc::Sender<Result<Bytes, StoreError>>,
 ) -> Result<(), StoreError> {
@@ -80,7 +82,7 @@ fn pump(
             .as_str_or_null()
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let inactive: bool = row.get(2).map_err(err)?;
-        let code = shown_change_type(derive, from_version, version, stored, inactive);
+        let code = shown_change_type(derive, from_version, version, baseline, stored, inactive);
         let extensions = row
             .get_ref(3)
             .map_err(err)?
