@@ -1,6 +1,7 @@
 //! A real Bulk Data client against `atr serve --demo`: `smart-fetch bulk` (PyPI `smart-fetch`) runs a
-//! Group-level `$export` of list-1 (kick-off, polling, downloads) and must bring back exactly the
-//! Patients that are members of the list.
+//! Group-level `$export` of list-1, and a system-level `$export` (kick-off, polling, downloads), and
+//! must bring back exactly the Patients that are members of the list, or of every list the demo
+//! Consumer may see.
 //!
 //! `smart-fetch` must be on `PATH` (`.ci/run` installs it). Without it the tests print why they skip;
 //! with `CI` set they fail instead.
@@ -104,6 +105,29 @@ async fn group_patient_ids(server: &DemoServer, token: &str, id: &str) -> BTreeS
     ids
 }
 
+/// The ids of every Group the token's client finds by search (its lists).
+async fn visible_group_ids(server: &DemoServer, token: &str) -> Vec<String> {
+    let bundle: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/Group?_summary=true", server.server.base))
+        .bearer_auth(token)
+        .header("Accept", "application/fhir+json")
+        .timeout(TIMEOUT)
+        .send()
+        .await
+        .expect("Group search")
+        .error_for_status()
+        .expect("Group search status")
+        .json()
+        .await
+        .expect("Bundle JSON");
+    bundle["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["resource"]["id"].as_str().map(str::to_string))
+        .collect()
+}
+
 /// Every resource in the `*.ndjson` files smart-fetch wrote: (file name, resource).
 fn ndjson_resources(dir: &Path) -> Vec<(String, serde_json::Value)> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -140,9 +164,10 @@ enum Auth {
     Smart,
 }
 
-/// Runs `smart-fetch bulk --group list-1 --type Patient` and checks that it brings back exactly the
-/// Patient members of list-1.
-async fn export_list_1_with_smart_fetch(auth: Auth) {
+/// Runs `smart-fetch bulk [--group GROUP] --type Patient` and checks that it brings back exactly
+/// the Patient members of the Group, or without one (a system-level `$export`) of every list the
+/// demo Consumer may see.
+async fn export_patients_with_smart_fetch(auth: Auth, group: Option<&str>) {
     if !smart_fetch_available() {
         return;
     }
@@ -157,7 +182,7 @@ async fn export_list_1_with_smart_fetch(auth: Auth) {
     let mut cmd = Command::new(SMART_FETCH);
     cmd.arg("bulk")
         .args(["--fhir-url", &server.server.base])
-        .args(["--group", "list-1"])
+        .args(group.map(|g| ["--group", g]).into_iter().flatten())
         .args(["--type", "Patient"])
         .arg("--no-default-filters")
         .arg("--no-compression");
@@ -217,16 +242,35 @@ async fn export_list_1_with_smart_fetch(auth: Auth) {
         let id = resource["id"].as_str().expect("Patient.id").to_string();
         assert!(exported.insert(id.clone()), "{file}: Patient/{id} twice");
     }
-    let members = group_patient_ids(&server, &server.token(), "list-1").await;
+    let token = server.token();
+    let lists = match group {
+        Some(g) => vec![g.to_string()],
+        None => visible_group_ids(&server, &token).await,
+    };
+    assert!(
+        lists.len() >= (if group.is_some() { 1 } else { 2 }),
+        "{lists:?}"
+    );
+    let mut members = BTreeSet::new();
+    for list in &lists {
+        members.extend(group_patient_ids(&server, &token, list).await);
+    }
     assert_eq!(
         exported, members,
-        "exported Patients differ from Group/list-1's Patient members"
+        "exported Patients differ from the Patient members of {lists:?}"
     );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn smart_fetch_bulk_exports_the_patient_members_of_a_group() {
-    export_list_1_with_smart_fetch(Auth::Bearer).await;
+    export_patients_with_smart_fetch(Auth::Bearer, Some("list-1")).await;
+}
+
+/// A system-level `$export` (smart-fetch without `--group`) by a Consumer: the members of its
+/// lists, nobody else.
+#[tokio::test(flavor = "multi_thread")]
+async fn smart_fetch_bulk_system_export_holds_the_members_of_the_consumers_lists() {
+    export_patients_with_smart_fetch(Auth::Bearer, None).await;
 }
 
 /// smart-fetch's own SMART Backend Services flow. It asks for a fixed set of resource-type scopes
@@ -234,5 +278,5 @@ async fn smart_fetch_bulk_exports_the_patient_members_of_a_group() {
 /// kick-off must be judged by the exported types' scopes, not by Group reads.
 #[tokio::test(flavor = "multi_thread")]
 async fn smart_fetch_bulk_with_its_own_smart_backend_services_auth() {
-    export_list_1_with_smart_fetch(Auth::Smart).await;
+    export_patients_with_smart_fetch(Auth::Smart, Some("list-1")).await;
 }

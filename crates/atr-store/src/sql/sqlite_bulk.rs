@@ -147,9 +147,6 @@ pub(crate) fn load(
     })
 }
 
-/// Writes a Group that does not exist yet as version 1 with its member rows, as the generic
-/// roster write would (every entry new, `changeType` derived for attribution lists). Returns
-/// `false`, having written nothing, for a Group that exists or is watched.
 /// Records `w`'s unique claims (see `claims.rs`), after releasing what it held when it replaces
 /// a current version. Earlier writes of the batch are already in the table, so a value claimed
 /// twice in one batch is caught as one claimed in the store.
@@ -190,6 +187,9 @@ fn record_claims(
     Ok(())
 }
 
+/// Writes a Group that does not exist yet as version 1 with its member rows, as the generic
+/// roster write would (every entry new, `changeType` derived for attribution lists). Returns
+/// `false`, having written nothing, for a Group that exists or is watched.
 fn write_new_group(
     st: &mut Statements<'_>,
     w: &mut ResourceWrite,
