@@ -514,6 +514,14 @@ fn with_status(mut group: Value, status: &str) -> Value {
     group
 }
 
+/// Group `g` with `members` in `status`.
+fn list(members: &[&str], status: &str) -> Value {
+    with_status(
+        atr_group("g", "List", "1234567893", "111111111", members),
+        status,
+    )
+}
+
 /// The `changeType` codes of a Group's entries, in order.
 fn change_codes(group: &Value) -> Vec<String> {
     group["member"]
@@ -527,12 +535,6 @@ fn change_codes(group: &Value) -> Vec<String> {
 #[tokio::test]
 async fn group_versions_are_read_back_with_old_membership() {
     for app in spawn_apps().await {
-        let list = |members: &[&str], status: &str| {
-            with_status(
-                atr_group("g", "List", "1234567893", "111111111", members),
-                status,
-            )
-        };
         app.put("Group/g", &list(&["a", "b"], "final")).await;
         app.put("Group/g", &list(&["b", "c"], "open")).await;
         let (_, v1) = app.get_json("Group/g/_history/1").await;
@@ -657,12 +659,6 @@ async fn writes_keep_the_data_model_rules_of_seed_000() {
 #[tokio::test]
 async fn change_types_hold_against_the_last_final_list_through_a_round() {
     for app in spawn_apps().await {
-        let list = |members: &[&str], status: &str| {
-            with_status(
-                atr_group("g", "List", "1234567893", "111111111", members),
-                status,
-            )
-        };
         let codes = async |app: &common::TestApp| {
             let (_, g) = app.get_json("Group/g").await;
             change_codes(&g)

@@ -190,15 +190,11 @@ async fn level_exports_refuse_what_the_group_export_refuses() {
             assert_eq!(body["resourceType"], "OperationOutcome", "{path}");
         }
         // Without a token: 401, as everywhere.
-        let r = app
-            .anon
-            .get(app.url("$export"))
-            .header("Accept", "application/fhir+json")
-            .header("Prefer", "respond-async")
-            .send()
-            .await
-            .expect("kick-off");
-        assert_eq!(r.status(), 401);
+        let (status, _, body) = kick_off(&app, &app.anon, "$export", "respond-async").await;
+        assert_eq!(
+            (status, &body["resourceType"]),
+            (401, &json!("OperationOutcome"))
+        );
     }
 }
 
