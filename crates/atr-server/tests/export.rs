@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use atr_auth::SigningAlg;
 use common::exports::{
-    consumer, consumer_token, download, error_lines, ids_of, kick_off, manifest, started,
+    consumer, consumer_token, download, error_lines, ids_of, kick_off, manifest,
+    references_resolve, started,
 };
 use common::{TestApp, load_synthetic, load_synthetic_members, spawn_apps, spawn_apps_with};
 use downloads::check_range_and_gzip;
@@ -121,27 +122,9 @@ async fn check_export_contents(app: &TestApp, http: &reqwest::Client, list: &str
     assert_eq!(g["member"].as_array().map(Vec::len), Some(members.len()));
     // Every reference of every line resolves within the export (the payer, roles'
     // practitioners, organizations and locations, subscribers).
-    let all: HashSet<String> = lines
-        .iter()
-        .map(|(t, v)| format!("{t}/{}", v["id"].as_str().unwrap_or("")))
-        .collect();
-    assert_eq!(all.len(), lines.len(), "a resource appears twice");
+    let all = references_resolve(&lines);
     for p in &providers {
         assert!(all.contains(p), "{p} missing");
-    }
-    for (t, v) in &lines {
-        if t == "Group" {
-            continue;
-        }
-        let text = v.to_string();
-        for piece in text.split("\"reference\":\"").skip(1) {
-            let r = piece.split('"').next().unwrap_or("");
-            assert!(
-                all.contains(r),
-                "{t}/{} references {r}, not exported",
-                v["id"]
-            );
-        }
     }
     let del = http.delete(&location).send().await.expect("delete");
     assert_eq!(del.status(), 202);

@@ -70,6 +70,16 @@ pub fn parse_type_filter(query: &str) -> Result<TypeFilter, String> {
             .map(|i| i.diagnostics.clone())
             .unwrap_or_else(|| "unsupported _typeFilter".into())
     })?;
+    if parsed
+        .query
+        .clauses
+        .iter()
+        .any(|c| matches!(c, atr_store::Clause::Member(_)))
+    {
+        return Err(format!(
+            "_typeFilter {query:?}: member is not a filter on exported lines (name the members with patient)"
+        ));
+    }
     Ok(TypeFilter {
         rtype,
         clauses: parsed.query.clauses,

@@ -1,6 +1,7 @@
 //! Bulk export steps over HTTP shared by the export tests: a Consumer's token, kick-off, polling
 //! to the manifest.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use atr_auth::SigningAlg;
@@ -139,4 +140,26 @@ pub fn ids_of(lines: &[(String, Value)], rtype: &str) -> Vec<String> {
         .filter(|(t, _)| t == rtype)
         .map(|(_, v)| format!("{rtype}/{}", v["id"].as_str().unwrap_or("")))
         .collect()
+}
+
+/// Every reference in the exported lines (but the Groups', checked on their own) resolves to an
+/// exported line, and no line appears twice. The exported `Type/id`s.
+pub fn references_resolve(lines: &[(String, Value)]) -> HashSet<String> {
+    let all: HashSet<String> = lines
+        .iter()
+        .map(|(t, v)| format!("{t}/{}", v["id"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(all.len(), lines.len(), "a resource appears twice");
+    for (t, v) in lines.iter().filter(|(t, _)| t != "Group") {
+        let text = v.to_string();
+        for piece in text.split("\"reference\":\"").skip(1) {
+            let r = piece.split('"').next().unwrap_or("");
+            assert!(
+                all.contains(r),
+                "{t}/{} references {r}, not exported",
+                v["id"]
+            );
+        }
+    }
+    all
 }

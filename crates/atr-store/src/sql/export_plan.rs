@@ -17,7 +17,7 @@ use futures::TryStreamExt;
 
 use super::db::{Arg, Col, Pool};
 use super::export_read::{
-    IDS_PER_QUERY, pg_member_refs, push_placeholders, role_targets, sqlite_member_refs,
+    LINK_PARAMS, pg_member_refs, ref_targets, role_targets, sqlite_member_refs,
 };
 use crate::{ExportLists, ExportPlan, ExportScope, IdSet, ListVersion, StoreError};
 
@@ -179,19 +179,8 @@ async fn stored_ids(pool: &Pool, rtype: ResourceType) -> Result<IdSet, StoreErro
 
 /// `Type/id` of the managing entities of `groups`.
 async fn managing_entities(pool: &Pool, groups: &[ListVersion]) -> Result<Vec<String>, StoreError> {
-    let mut out = Vec::new();
-    for chunk in groups.chunks(IDS_PER_QUERY) {
-        let mut sql = String::from(
-            "SELECT target FROM search_ref WHERE rtype = 'Group' AND param = 'managing-entity' AND id IN (",
-        );
-        push_placeholders(&mut sql, 1, chunk.len());
-        sql.push(')');
-        let args: Vec<Arg> = chunk.iter().map(|g| Arg::from(g.id.as_str())).collect();
-        for mut r in pool.fetch_all(&sql, &args, &[Col::Text]).await? {
-            out.push(r.text(0));
-        }
-    }
-    Ok(out)
+    let ids: Vec<&str> = groups.iter().map(|g| g.id.as_str()).collect();
+    ref_targets(pool, "Group", "('managing-entity')", &ids).await
 }
 
 /// The version of the Group current at `since`, when it existed then.
@@ -372,21 +361,11 @@ async fn joined_since(
         }
         joined.insert(patient);
     }
-    for chunk in coverages.chunks(IDS_PER_QUERY) {
-        let mut sql = String::from(
-            "SELECT target FROM search_ref WHERE rtype = 'Coverage' \
-             AND param IN ('subscriber', 'policy-holder', 'payor') AND id IN (",
-        );
-        push_placeholders(&mut sql, 1, chunk.len());
-        sql.push(')');
-        let args: Vec<Arg> = chunk
-            .iter()
-            .map(|c| Arg::from(c.strip_prefix("Coverage/").unwrap_or(c)))
-            .collect();
-        for mut r in pool.fetch_all(&sql, &args, &[Col::Text]).await? {
-            joined.insert(r.text(0));
-        }
-    }
+    let coverage_ids: Vec<&str> = coverages
+        .iter()
+        .map(|c| c.strip_prefix("Coverage/").unwrap_or(c))
+        .collect();
+    joined.extend(ref_targets(pool, "Coverage", LINK_PARAMS, &coverage_ids).await?);
     role_targets(pool, &mut joined).await?;
     Ok(joined.into_iter().collect())
 }

@@ -37,7 +37,7 @@ pub(super) use self::sqlite::member_refs as sqlite_member_refs;
 /// Bytes per chunk handed to the file writer.
 const CHUNK: usize = 256 * 1024;
 /// Ids per `IN (…)` list.
-pub(super) const IDS_PER_QUERY: usize = 500;
+const IDS_PER_QUERY: usize = 500;
 
 pub type ExportStream =
     std::pin::Pin<Box<dyn futures::Stream<Item = Result<ExportItem, StoreError>> + Send>>;
@@ -70,7 +70,7 @@ pub(crate) async fn links(pool: &Pool, plan: Arc<ExportPlan>) -> Result<IdSet, S
 }
 
 /// The Coverage search parameters whose targets an export takes along.
-const LINK_PARAMS: &str = "('subscriber', 'policy-holder', 'payor')";
+pub(super) const LINK_PARAMS: &str = "('subscriber', 'policy-holder', 'payor')";
 
 /// Splits the provider references of an export (`refs`, `Type/id`) by type, with the
 /// Practitioners, Organizations and Locations of the PractitionerRoles among them.
@@ -110,27 +110,46 @@ pub(super) async fn role_targets(
     pool: &Pool,
     refs: &mut BTreeSet<String>,
 ) -> Result<(), StoreError> {
-    let roles: Vec<String> = refs
+    let roles: Vec<&str> = refs
         .iter()
         .filter_map(|r| r.strip_prefix("PractitionerRole/"))
-        .map(str::to_string)
         .collect();
-    for chunk in roles.chunks(IDS_PER_QUERY) {
-        let mut sql = String::from(
-            "SELECT target FROM search_ref WHERE rtype = 'PractitionerRole' \
-             AND param IN ('practitioner', 'organization', 'location') AND id IN (",
-        );
-        push_placeholders(&mut sql, 1, chunk.len());
-        sql.push(')');
-        let args: Vec<Arg> = chunk.iter().map(|id| Arg::from(id.as_str())).collect();
-        for mut r in pool.fetch_all(&sql, &args, &[Col::Text]).await? {
-            refs.insert(r.text(0));
-        }
-    }
+    let targets = ref_targets(
+        pool,
+        "PractitionerRole",
+        "('practitioner', 'organization', 'location')",
+        &roles,
+    )
+    .await?;
+    refs.extend(targets);
     Ok(())
 }
 
-pub(super) fn push_placeholders(sql: &mut String, first: usize, n: usize) {
+/// The targets (`Type/id`) of the reference parameters `params` (an SQL list such as
+/// [`LINK_PARAMS`]) of the `rtype` resources `ids`, looked up [`IDS_PER_QUERY`] ids at a time.
+pub(super) async fn ref_targets(
+    pool: &Pool,
+    rtype: &'static str,
+    params: &str,
+    ids: &[&str],
+) -> Result<Vec<String>, StoreError> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(IDS_PER_QUERY) {
+        let mut sql = format!(
+            "SELECT target FROM search_ref WHERE rtype = $1 AND param IN {params} AND id IN ("
+        );
+        push_placeholders(&mut sql, 2, chunk.len());
+        sql.push(')');
+        let mut args = vec![Arg::Static(rtype)];
+        args.extend(chunk.iter().map(|id| Arg::from(*id)));
+        for mut r in pool.fetch_all(&sql, &args, &[Col::Text]).await? {
+            out.push(r.text(0));
+        }
+    }
+    Ok(out)
+}
+
+fn push_placeholders(sql: &mut String, first: usize, n: usize) {
     for i in 0..n {
         if i > 0 {
             sql.push(',');
